@@ -1,0 +1,109 @@
+//! Machine configuration.
+//!
+//! Owns [`MachineConfig`] (RAM size, TLB shape, paging geometry, the fault-path tunables)
+//! and [`PagingGeometry`]. The defaults are those of an x86-64 Linux box: 4-level paging,
+//! 48-bit virtual addresses, 4 KiB pages, 64 KiB fault-around, 128 KiB read-around.
+
+use crate::addr::PAGE_SHIFT;
+
+/// The shape of the page tables: how many levels and how many index bits per level.
+///
+/// The walker and the kernel's page-table code read the geometry from here, so another
+/// geometry (5-level, Sv39, 32-bit two-level) is a new constructor, not a change to callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagingGeometry {
+    /// Number of table levels (4 for x86-64 long mode).
+    pub levels: u32,
+    /// Index bits per level (9: 512 eight-byte entries in a 4 KiB table).
+    pub bits_per_level: u32,
+    /// log2 of the page size.
+    pub page_shift: u32,
+}
+
+impl PagingGeometry {
+    /// x86-64 long mode: 4 levels of 512 entries, 48-bit virtual addresses, 4 KiB pages.
+    pub const X86_64_4LEVEL: PagingGeometry = PagingGeometry {
+        levels: 4,
+        bits_per_level: 9,
+        page_shift: PAGE_SHIFT,
+    };
+
+    /// Number of virtual address bits the tables translate.
+    pub const fn va_bits(&self) -> u32 {
+        self.levels * self.bits_per_level + self.page_shift
+    }
+
+    /// Entries per table.
+    pub const fn entries(&self) -> u64 {
+        1 << self.bits_per_level
+    }
+
+    /// The table index for `va` at `level` (`levels - 1` is the root, 0 the leaf table).
+    #[inline]
+    pub const fn index(&self, va: u64, level: u32) -> u64 {
+        (va >> (self.page_shift + level * self.bits_per_level)) & ((1 << self.bits_per_level) - 1)
+    }
+
+    /// Bytes of virtual address space covered by one entry at `level`.
+    #[inline]
+    pub const fn span(&self, level: u32) -> u64 {
+        1 << (self.page_shift + level * self.bits_per_level)
+    }
+
+    /// Linux's name for the table at `level` (pgd, pud, pmd, pte for 4 levels).
+    pub fn level_name(&self, level: u32) -> &'static str {
+        const NAMES: [&str; 5] = ["PTE", "PMD", "PUD", "P4D", "PGD"];
+        if level + 1 == self.levels {
+            "PGD"
+        } else {
+            NAMES[level as usize]
+        }
+    }
+}
+
+/// Everything that shapes an emulated machine.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Bytes of RAM (rounded down to whole frames). Default 64 MiB.
+    pub ram_bytes: u64,
+    /// TLB sets (a power of two).
+    pub tlb_sets: usize,
+    /// TLB ways per set.
+    pub tlb_ways: usize,
+    /// Page-table geometry.
+    pub geometry: PagingGeometry,
+    /// Pages mapped around a read fault from already-cached pages (Linux `fault_around_bytes`
+    /// / 4096 = 16).
+    pub fault_around_pages: u64,
+    /// Pages read around a major fault (Linux `ra_pages`, 128 KiB = 32).
+    pub read_around_pages: u64,
+    /// Lowest address `mmap` hands out or accepts (Linux `vm.mmap_min_addr`, 65536).
+    pub mmap_min_addr: u64,
+    /// Most VMAs a process may have (Linux `vm.max_map_count`, 65530).
+    pub max_map_count: usize,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            ram_bytes: 64 << 20,
+            tlb_sets: 64,
+            tlb_ways: 4,
+            geometry: PagingGeometry::X86_64_4LEVEL,
+            fault_around_pages: 16,
+            read_around_pages: 32,
+            mmap_min_addr: 0x10000,
+            max_map_count: 65530,
+        }
+    }
+}
+
+impl MachineConfig {
+    /// The default machine with `ram_bytes` of RAM.
+    pub fn with_ram(ram_bytes: u64) -> Self {
+        MachineConfig {
+            ram_bytes,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The event stream.
+//!
+//! Owns [`Event`] (everything the hardware and kernel do that a learner may want to see)
+//! and the [`Observer`] trait. The kernel holds an [`Events`] sink; with no observer set,
+//! [`Events::emit`] is one branch on a `None` and the event is never even constructed.
+
+use crate::addr::{Pfn, PgOff, PhysAddr, VirtAddr};
+use crate::hw::mmu::Access;
+use crate::hw::pte::Pte;
+use crate::process::Pid;
+use crate::signal::Signal;
+
+/// How a fault was resolved (Linux's fault-path function names).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FaultKind {
+    /// Anonymous read: the shared zero page mapped read-only (`do_anonymous_page`).
+    AnonZeroPage,
+    /// Anonymous write: a fresh zeroed frame (`do_anonymous_page`).
+    AnonNewPage,
+    /// File read: the page-cache page mapped read-only (`do_read_fault`).
+    ReadFault,
+    /// Private file write: copy of the cache page (`do_cow_fault`).
+    CowFault,
+    /// Shared file write: the cache page mapped writable and marked dirty (`do_shared_fault`).
+    SharedFault,
+    /// Write to a present private page: copy it (`wp_page_copy`).
+    WpCopy,
+    /// Write to a present private page with one reference: reuse it (`wp_page_reuse`).
+    WpReuse,
+    /// Write to a present shared page: mark it dirty (`wp_page_shared`).
+    WpShared,
+    /// The PTE was already right; only the TLB was stale.
+    Spurious,
+}
+
+impl FaultKind {
+    /// The Linux function that handles this case.
+    pub fn linux_name(self) -> &'static str {
+        match self {
+            FaultKind::AnonZeroPage | FaultKind::AnonNewPage => "do_anonymous_page",
+            FaultKind::ReadFault => "do_read_fault",
+            FaultKind::CowFault => "do_cow_fault",
+            FaultKind::SharedFault => "do_shared_fault",
+            FaultKind::WpCopy => "wp_page_copy",
+            FaultKind::WpReuse => "wp_page_reuse",
+            FaultKind::WpShared => "wp_page_shared",
+            FaultKind::Spurious => "spurious fault",
+        }
+    }
+}
+
+/// Something that happened in the machine.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A syscall returned.
+    Syscall {
+        /// Caller.
+        pid: Pid,
+        /// The call as C would spell it, e.g. `mmap(NULL, 8192, PROT_READ, MAP_SHARED, 3, 0)`.
+        call: String,
+        /// Its result, e.g. `0x7ffff7ffe000` or `-1 EACCES`.
+        result: String,
+    },
+    /// A VMA now covers a range (created, merged or resized).
+    VmaMapped {
+        /// Owner.
+        pid: Pid,
+        /// Start.
+        start: VirtAddr,
+        /// End (exclusive).
+        end: VirtAddr,
+        /// Permissions and backing, as `/proc/pid/maps` prints them.
+        desc: String,
+    },
+    /// A range stopped being mapped.
+    VmaUnmapped {
+        /// Owner.
+        pid: Pid,
+        /// Start.
+        start: VirtAddr,
+        /// End (exclusive).
+        end: VirtAddr,
+    },
+    /// The TLB held the translation.
+    TlbHit {
+        /// Address.
+        va: VirtAddr,
+        /// Frame.
+        pfn: Pfn,
+    },
+    /// The TLB did not hold the translation: a walk follows.
+    TlbMiss {
+        /// Address.
+        va: VirtAddr,
+    },
+    /// The walker read one table entry.
+    WalkStep {
+        /// Table level name (PGD, PUD, PMD, PTE).
+        level: &'static str,
+        /// Index into the table.
+        index: u64,
+        /// Physical address of the entry.
+        entry_pa: PhysAddr,
+        /// The entry's value.
+        entry: Pte,
+    },
+    /// A page fault reached the kernel.
+    FaultBegin {
+        /// Process.
+        pid: Pid,
+        /// Address.
+        va: VirtAddr,
+        /// Access that faulted.
+        access: Access,
+        /// Whether the PTE was present (a protection fault) or not.
+        present: bool,
+    },
+    /// A page fault was resolved.
+    Fault {
+        /// Process.
+        pid: Pid,
+        /// Address.
+        va: VirtAddr,
+        /// How.
+        kind: FaultKind,
+        /// Whether it needed disk I/O.
+        major: bool,
+    },
+    /// A page-cache lookup.
+    CacheLookup {
+        /// File (path as opened).
+        file: String,
+        /// Page offset.
+        pgoff: PgOff,
+        /// Found or not.
+        hit: bool,
+    },
+    /// Pages read from a real file into frames.
+    DiskRead {
+        /// File.
+        file: String,
+        /// First page.
+        pgoff: PgOff,
+        /// Pages.
+        pages: u64,
+        /// Bytes read.
+        bytes: u64,
+    },
+    /// Dirty pages written to a real file.
+    DiskWrite {
+        /// File.
+        file: String,
+        /// First page.
+        pgoff: PgOff,
+        /// Pages.
+        pages: u64,
+        /// Bytes written.
+        bytes: u64,
+    },
+    /// A frame was taken for a purpose.
+    FrameAlloc {
+        /// The frame.
+        pfn: Pfn,
+        /// What for ("page cache", "anonymous", "page table", "cow copy").
+        purpose: &'static str,
+    },
+    /// A copy-on-write copy.
+    CowCopy {
+        /// Process.
+        pid: Pid,
+        /// Address.
+        va: VirtAddr,
+        /// Source frame.
+        from: Pfn,
+        /// New frame.
+        to: Pfn,
+    },
+    /// A PTE was written.
+    PteInstall {
+        /// Process.
+        pid: Pid,
+        /// Address.
+        va: VirtAddr,
+        /// New entry.
+        pte: Pte,
+    },
+    /// Pages mapped by fault-around.
+    FaultAround {
+        /// Process.
+        pid: Pid,
+        /// First page mapped.
+        start: VirtAddr,
+        /// Pages mapped besides the faulting one.
+        pages: u64,
+    },
+    /// A TLB invalidation.
+    TlbFlush {
+        /// Process.
+        pid: Pid,
+        /// Address, or `None` for the whole address space.
+        va: Option<VirtAddr>,
+    },
+    /// A signal was delivered to an access.
+    Signal {
+        /// Process.
+        pid: Pid,
+        /// The signal.
+        signal: Signal,
+    },
+    /// A page left the page cache (truncate, invalidate, reclaim).
+    CacheEvict {
+        /// File.
+        file: String,
+        /// Page offset.
+        pgoff: PgOff,
+    },
+}
+
+/// Receives events. The CLI's explain mode and JSON output implement this.
+pub trait Observer {
+    /// Called for each event, in order.
+    fn event(&mut self, event: &Event);
+}
+
+/// A sink that forwards to an optional observer.
+#[derive(Default)]
+pub struct Events {
+    observer: Option<Box<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Events {
+    /// Sets (or clears) the observer; returns the previous one.
+    pub fn set_observer(&mut self, o: Option<Box<dyn Observer>>) -> Option<Box<dyn Observer>> {
+        std::mem::replace(&mut self.observer, o)
+    }
+
+    /// Whether anyone is listening.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.observer.is_some()
+    }
+
+    /// Builds and delivers an event, only if someone is listening.
+    #[inline(always)]
+    pub fn emit(&mut self, make: impl FnOnce() -> Event) {
+        if let Some(o) = self.observer.as_mut() {
+            o.event(&make());
+        }
+    }
+}
+
+/// An observer that keeps every event (for tests and tools).
+#[derive(Debug, Default, Clone)]
+pub struct Recorder {
+    /// The shared list of events seen so far.
+    pub events: std::rc::Rc<std::cell::RefCell<Vec<Event>>>,
+}
+
+impl Observer for Recorder {
+    fn event(&mut self, event: &Event) {
+        self.events.borrow_mut().push(event.clone());
+    }
+}

@@ -1,0 +1,10 @@
+//! The hardware: RAM, the page-table entry format, the walker, the TLB and the MMU.
+//!
+//! Nothing in here knows about processes, files or VMAs. The MMU *reports* a fault
+//! ([`mmu::HwFault`]); the kernel (`mm/fault.rs`) handles it and retries.
+
+pub mod mmu;
+pub mod phys;
+pub mod pte;
+pub mod tlb;
+pub mod walk;

@@ -1,0 +1,579 @@
+//! The kernel: owns the hardware, the processes, the files and the page cache.
+//!
+//! Owns [`Kernel`] and the parts of the syscall surface that are not address-space or
+//! file operations: `spawn`, `exit`, `sync`, the memory-access entry points (`load`,
+//! `store`, ...) that run an access through the MMU and the fault handler, the frame
+//! reference helpers (`get_page`/`put_page`), PTE installation and zapping, and the
+//! counters. Address-space syscalls are in `mm/`, file syscalls in `fs/syscalls.rs`,
+//! the page cache in `cache/`.
+
+use crate::addr::{Pfn, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
+use crate::config::MachineConfig;
+use crate::consts::TASK_SIZE;
+use crate::errno::{Errno, SysResult};
+use crate::events::{Event, Events, Observer};
+use crate::fs::{Inode, InodeId, OpenFile};
+use crate::hw::mmu::{self, Access, Context};
+use crate::hw::phys::{FrameFlags, PhysMem};
+use crate::hw::pte::Pte;
+use crate::hw::tlb::Tlb;
+use crate::mm::pgtable;
+use crate::mm::vma::Vma;
+use crate::mm::Mm;
+use crate::process::{Pid, Process};
+use crate::signal::{BusCode, Signal};
+use crate::stats::Counters;
+use std::collections::{BTreeMap, HashMap};
+
+/// The emulated machine and its kernel.
+pub struct Kernel {
+    pub(crate) cfg: MachineConfig,
+    pub(crate) phys: PhysMem,
+    pub(crate) tlb: Tlb,
+    pub(crate) events: Events,
+    pub(crate) procs: Vec<Option<Process>>,
+    pub(crate) inodes: Vec<Inode>,
+    pub(crate) inode_index: HashMap<(u64, u64), InodeId>,
+    pub(crate) files: Vec<Option<OpenFile>>,
+    pub(crate) zero_pfn: Pfn,
+    /// Counters of exited processes and of work no process caused.
+    pub(crate) kstats: Counters,
+    next_asid: u16,
+    next_mm_id: u32,
+    pub(crate) io_buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("ram_bytes", &self.phys.ram_bytes())
+            .field("free_frames", &self.phys.free_frames())
+            .field("processes", &self.pids())
+            .field("inodes", &self.inodes.len())
+            .finish()
+    }
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Kernel::new(MachineConfig::default())
+    }
+}
+
+impl Kernel {
+    /// Boots a machine.
+    pub fn new(cfg: MachineConfig) -> Kernel {
+        let mut phys = PhysMem::new(cfg.ram_bytes);
+        let zero_pfn = phys
+            .alloc_zeroed(FrameFlags::ZERO)
+            .expect("a new machine has free frames");
+        let tlb = Tlb::new(cfg.tlb_sets, cfg.tlb_ways);
+        Kernel {
+            cfg,
+            phys,
+            tlb,
+            events: Events::default(),
+            procs: vec![None],
+            inodes: Vec::new(),
+            inode_index: HashMap::new(),
+            files: Vec::new(),
+            zero_pfn,
+            kstats: Counters::default(),
+            next_asid: 1,
+            next_mm_id: 1,
+            io_buf: Vec::new(),
+        }
+    }
+
+    /// The configuration it was booted with.
+    pub fn config(&self) -> &MachineConfig {
+        &self.cfg
+    }
+
+    /// Sets the event observer (or clears it with `None`); returns the previous one.
+    pub fn set_observer(&mut self, o: Option<Box<dyn Observer>>) -> Option<Box<dyn Observer>> {
+        self.events.set_observer(o)
+    }
+
+    /// Creates a process with an empty address space and no open files.
+    pub fn spawn(&mut self) -> SysResult<Pid> {
+        let root = self.alloc_frame(FrameFlags::PAGE_TABLE).ok_or(Errno::ENOMEM)?;
+        self.phys.frame_bytes_mut(root).fill(0);
+        self.phys.meta_mut(root).refcount = 1;
+        let pid = Pid(self.procs.len() as u32);
+        let asid = self.next_asid;
+        self.next_asid = self.next_asid.wrapping_add(1).max(1);
+        self.tlb.flush_asid(asid);
+        let id = self.next_mm_id;
+        self.next_mm_id += 1;
+        self.procs.push(Some(Process {
+            pid,
+            mm: Mm {
+                vmas: BTreeMap::new(),
+                root,
+                asid,
+                id,
+                rss_file: 0,
+                rss_anon: 0,
+                pt_frames: 1,
+                mmap_base: TASK_SIZE - (128 << 20),
+            },
+            fds: Vec::new(),
+            stats: Counters::default(),
+        }));
+        Ok(pid)
+    }
+
+    /// Live process ids.
+    pub fn pids(&self) -> Vec<Pid> {
+        self.procs.iter().flatten().map(|p| p.pid).collect()
+    }
+
+    /// Whether `pid` names a live process.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        matches!(self.procs.get(pid.0 as usize), Some(Some(_)))
+    }
+
+    pub(crate) fn proc_ref(&self, pid: Pid) -> SysResult<&Process> {
+        self.procs
+            .get(pid.0 as usize)
+            .and_then(|p| p.as_ref())
+            .ok_or(Errno::ESRCH)
+    }
+
+    pub(crate) fn proc_mut(&mut self, pid: Pid) -> SysResult<&mut Process> {
+        self.procs
+            .get_mut(pid.0 as usize)
+            .and_then(|p| p.as_mut())
+            .ok_or(Errno::ESRCH)
+    }
+
+    #[inline]
+    fn live(&mut self, pid: Pid) -> &mut Process {
+        live_proc(&mut self.procs, pid)
+    }
+
+    /// The process's address space (VMAs, counters).
+    pub fn mm(&self, pid: Pid) -> SysResult<&Mm> {
+        Ok(&self.proc_ref(pid)?.mm)
+    }
+
+    /// The VMAs of a process, in address order.
+    pub fn vmas(&self, pid: Pid) -> SysResult<Vec<Vma>> {
+        Ok(self.mm(pid)?.vmas.values().copied().collect())
+    }
+
+    /// The process's address space as `/proc/pid/maps` prints it.
+    pub fn maps(&self, pid: Pid) -> SysResult<String> {
+        let mut s = String::new();
+        for v in self.mm(pid)?.vmas.values() {
+            let (path, dev_ino) = match v.inode() {
+                Some(i) => {
+                    let ino = &self.inodes[i.0 as usize];
+                    let name = if ino.kind == crate::fs::FileKind::Shmem {
+                        "/dev/zero (deleted)".to_string()
+                    } else {
+                        ino.path.clone()
+                    };
+                    (name, ino.dev_ino)
+                }
+                None => (String::new(), (0, 0)),
+            };
+            let off = if v.is_anon() { 0 } else { v.pgoff.byte_offset() };
+            let line = format!(
+                "{:08x}-{:08x} {} {:08x} {:02x}:{:02x} {:<10}",
+                v.start.0,
+                v.end.0,
+                v.perms(),
+                off,
+                (dev_ino.0 >> 8) & 0xfff,
+                dev_ino.0 & 0xff,
+                dev_ino.1
+            );
+            s.push_str(line.trim_end());
+            if !path.is_empty() {
+                s.push_str("    ");
+                s.push_str(&path);
+            }
+            s.push('\n');
+        }
+        Ok(s)
+    }
+
+    /// A process's counters.
+    pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
+        Ok(self.proc_ref(pid)?.stats)
+    }
+
+    /// The machine's counters: every process, live or exited, plus the kernel's own.
+    pub fn stats(&self) -> Counters {
+        let mut c = self.kstats;
+        for p in self.procs.iter().flatten() {
+            c += p.stats;
+        }
+        c
+    }
+
+    /// Frames in use (allocated, including page tables, the zero page and frame 0).
+    pub fn frames_in_use(&self) -> u64 {
+        self.phys.total_frames() - self.phys.free_frames()
+    }
+
+    /// Free frames.
+    pub fn free_frames(&self) -> u64 {
+        self.phys.free_frames()
+    }
+
+    /// Total frames of RAM.
+    pub fn total_frames(&self) -> u64 {
+        self.phys.total_frames()
+    }
+
+    /// Pages of `path`'s file in the page cache (0 if the kernel has never opened it).
+    pub fn cached_pages(&self, path: &std::path::Path) -> u64 {
+        let Ok(md) = std::fs::metadata(path) else {
+            return 0;
+        };
+        use std::os::unix::fs::MetadataExt;
+        self.inode_index
+            .get(&(md.dev(), md.ino()))
+            .map_or(0, |i| self.inodes[i.0 as usize].pages.len() as u64)
+    }
+
+    /// The physical frame mapped at `va` in `pid`, if any (a look at the tables, no access).
+    pub fn frame_of(&self, pid: Pid, va: VirtAddr) -> Option<Pfn> {
+        let p = self.proc_ref(pid).ok()?;
+        let pte = pgtable::read_pte(&self.phys, &self.cfg.geometry, p.mm.root, va);
+        pte.has_frame().then(|| pte.pfn())
+    }
+
+    /// The leaf page-table entry for `va` in `pid` (not present if none).
+    pub fn pte_of(&self, pid: Pid, va: VirtAddr) -> Pte {
+        match self.proc_ref(pid) {
+            Ok(p) => pgtable::read_pte(&self.phys, &self.cfg.geometry, p.mm.root, va),
+            Err(_) => Pte::NONE,
+        }
+    }
+
+    /// The reference count of a frame (mappings plus page-cache membership).
+    pub fn frame_refcount(&self, pfn: Pfn) -> u32 {
+        self.phys.meta(pfn).refcount
+    }
+
+    // ----- memory access -------------------------------------------------------------
+
+    /// Translates `va` for `access`, handling faults until the access can proceed.
+    #[inline]
+    pub(crate) fn translate(&mut self, pid: Pid, va: VirtAddr, access: Access) -> Result<PhysAddr, Signal> {
+        let mut tries = 0;
+        loop {
+            let p = live_proc(&mut self.procs, pid);
+            let ctx = Context {
+                asid: p.mm.asid,
+                root: p.mm.root,
+            };
+            let r = mmu::translate(
+                &mut self.phys,
+                &mut self.tlb,
+                &self.cfg.geometry,
+                ctx,
+                va,
+                access,
+                &mut self.events,
+                &mut p.stats,
+            );
+            match r {
+                Ok(pa) => return Ok(pa),
+                Err(hw) => {
+                    tries += 1;
+                    if tries > 4 {
+                        // The handler claimed success but the MMU still faults: a kernel bug.
+                        // Report it as a bus error rather than spin.
+                        debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
+                        return Err(self.deliver(pid, Signal::Bus { addr: va, code: BusCode::ObjErr }));
+                    }
+                    self.handle_mm_fault(pid, va, access, hw)?;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn deliver(&mut self, pid: Pid, signal: Signal) -> Signal {
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.signals += 1;
+        }
+        self.events.emit(|| Event::Signal { pid, signal });
+        signal
+    }
+
+    fn access(&mut self, pid: Pid, va: VirtAddr, len: usize, access: Access, mut each: impl FnMut(&mut PhysMem, PhysAddr, usize, usize)) -> Result<(), Signal> {
+        let mut done = 0usize;
+        while done < len {
+            let cur = va
+                .checked_add(done as u64)
+                .ok_or(Signal::Segv { addr: va, code: crate::signal::SegvCode::MapErr })?;
+            let chunk = ((PAGE_SIZE - cur.page_offset()) as usize).min(len - done);
+            let pa = self.translate(pid, cur, access)?;
+            each(&mut self.phys, pa, done, chunk);
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Loads `buf.len()` bytes at `va` (any alignment, may span pages).
+    pub fn load(&mut self, pid: Pid, va: VirtAddr, buf: &mut [u8]) -> Result<(), Signal> {
+        let n = buf.len();
+        self.access(pid, va, n, Access::Read, |phys, pa, off, len| {
+            phys.read(pa, &mut buf[off..off + len])
+        })?;
+        self.live(pid).stats.mapped_loads += n as u64;
+        Ok(())
+    }
+
+    /// Loads `len` bytes at `va` into a new vector.
+    pub fn load_vec(&mut self, pid: Pid, va: VirtAddr, len: usize) -> Result<Vec<u8>, Signal> {
+        let mut v = vec![0; len];
+        self.load(pid, va, &mut v)?;
+        Ok(v)
+    }
+
+    /// Fetches `buf.len()` bytes at `va` as instructions (needs PROT_EXEC).
+    pub fn fetch(&mut self, pid: Pid, va: VirtAddr, buf: &mut [u8]) -> Result<(), Signal> {
+        let n = buf.len();
+        self.access(pid, va, n, Access::Exec, |phys, pa, off, len| {
+            phys.read(pa, &mut buf[off..off + len])
+        })
+    }
+
+    /// Stores `data` at `va` (any alignment, may span pages; a fault part-way leaves the
+    /// bytes before it stored, as on real hardware).
+    pub fn store(&mut self, pid: Pid, va: VirtAddr, data: &[u8]) -> Result<(), Signal> {
+        self.access(pid, va, data.len(), Access::Write, |phys, pa, off, len| {
+            phys.write(pa, &data[off..off + len])
+        })?;
+        self.live(pid).stats.mapped_stores += data.len() as u64;
+        Ok(())
+    }
+
+    /// Loads a little-endian u64. The fast path: one translation, no allocation.
+    #[inline]
+    pub fn load_u64(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
+        if va.page_offset() <= PAGE_SIZE - 8 {
+            let pa = self.translate(pid, va, Access::Read)?;
+            let p = self.live(pid);
+            p.stats.mapped_loads += 8;
+            return Ok(self.phys.read_u64(pa));
+        }
+        let mut b = [0u8; 8];
+        self.load(pid, va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Stores a little-endian u64.
+    #[inline]
+    pub fn store_u64(&mut self, pid: Pid, va: VirtAddr, v: u64) -> Result<(), Signal> {
+        if va.page_offset() <= PAGE_SIZE - 8 {
+            let pa = self.translate(pid, va, Access::Write)?;
+            self.live(pid).stats.mapped_stores += 8;
+            self.phys.write_u64(pa, v);
+            return Ok(());
+        }
+        self.store(pid, va, &v.to_le_bytes())
+    }
+
+    /// Loads a byte.
+    pub fn load_u8(&mut self, pid: Pid, va: VirtAddr) -> Result<u8, Signal> {
+        let mut b = [0u8; 1];
+        self.load(pid, va, &mut b)?;
+        Ok(b[0])
+    }
+    /// Stores a byte.
+    pub fn store_u8(&mut self, pid: Pid, va: VirtAddr, v: u8) -> Result<(), Signal> {
+        self.store(pid, va, &[v])
+    }
+    /// Loads a little-endian u16.
+    pub fn load_u16(&mut self, pid: Pid, va: VirtAddr) -> Result<u16, Signal> {
+        let mut b = [0u8; 2];
+        self.load(pid, va, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+    /// Stores a little-endian u16.
+    pub fn store_u16(&mut self, pid: Pid, va: VirtAddr, v: u16) -> Result<(), Signal> {
+        self.store(pid, va, &v.to_le_bytes())
+    }
+    /// Loads a little-endian u32.
+    pub fn load_u32(&mut self, pid: Pid, va: VirtAddr) -> Result<u32, Signal> {
+        let mut b = [0u8; 4];
+        self.load(pid, va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    /// Stores a little-endian u32.
+    pub fn store_u32(&mut self, pid: Pid, va: VirtAddr, v: u32) -> Result<(), Signal> {
+        self.store(pid, va, &v.to_le_bytes())
+    }
+
+    // ----- frames ---------------------------------------------------------------------
+
+    /// Allocates a frame, dropping clean unmapped page-cache pages if RAM is full.
+    pub(crate) fn alloc_frame(&mut self, flags: u16) -> Option<Pfn> {
+        if let Some(p) = self.phys.alloc(flags) {
+            return Some(p);
+        }
+        self.shrink_page_cache(32);
+        self.phys.alloc(flags)
+    }
+
+    /// Takes a reference on a frame (no-op for the zero page).
+    pub(crate) fn get_page(&mut self, pfn: Pfn) {
+        let m = self.phys.meta_mut(pfn);
+        if !m.flags.has(FrameFlags::ZERO) {
+            m.refcount += 1;
+        }
+    }
+
+    /// Drops a reference; frees the frame at zero.
+    pub(crate) fn put_page(&mut self, pfn: Pfn) {
+        let m = self.phys.meta_mut(pfn);
+        if m.flags.has(FrameFlags::ZERO) {
+            return;
+        }
+        debug_assert!(m.refcount > 0, "put_page on free frame {pfn:?}");
+        m.refcount -= 1;
+        if m.refcount == 0 {
+            self.phys.free(pfn);
+        }
+    }
+
+    /// Writes the leaf PTE for `va`, allocating tables; flushes the old translation.
+    pub(crate) fn set_pte(&mut self, pid: Pid, va: VirtAddr, pte: Pte) -> Result<(), ()> {
+        let geom = self.cfg.geometry;
+        let root = self.live(pid).mm.root;
+        let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
+            Ok(r) => r,
+            Err(()) => {
+                self.shrink_page_cache(32);
+                pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
+            }
+        };
+        self.phys.write_u64(slot, pte.0);
+        let p = self.live(pid);
+        p.mm.pt_frames += new_tables;
+        let asid = p.mm.asid;
+        self.tlb.flush_page(asid, va.vpn());
+        self.events.emit(|| Event::PteInstall { pid, va, pte });
+        Ok(())
+    }
+
+    /// Removes every mapping in `[start, end)` of `pid` (which must lie in one VMA or
+    /// holes): drops the frame references and flushes the TLB. Linux `zap_page_range`.
+    pub(crate) fn zap_range(&mut self, pid: Pid, start: VirtAddr, end: VirtAddr) {
+        let geom = self.cfg.geometry;
+        let p = self.live(pid);
+        let root = p.mm.root;
+        let asid = p.mm.asid;
+        let mut freed: Vec<(VirtAddr, Pfn)> = Vec::new();
+        pgtable::for_each_pte(&mut self.phys, &geom, root, start, end, &mut |phys, va, slot, pte| {
+            phys.write_u64(slot, 0);
+            if pte.has_frame() {
+                freed.push((va, pte.pfn()));
+            }
+        });
+        for (va, pfn) in freed {
+            self.tlb.flush_page(asid, va.vpn());
+            let m = *self.phys.meta(pfn);
+            let p = self.live(pid);
+            if m.flags.has(FrameFlags::PAGE_CACHE) {
+                p.mm.rss_file -= 1;
+            } else if m.flags.has(FrameFlags::ANON) {
+                p.mm.rss_anon -= 1;
+            }
+            self.put_page(pfn);
+        }
+    }
+
+    /// Flushes the TLB entry of one page of `pid`.
+    pub(crate) fn flush_tlb_page(&mut self, pid: Pid, va: VirtAddr) {
+        let asid = self.live(pid).mm.asid;
+        self.tlb.flush_page(asid, Vpn(va.0 >> crate::addr::PAGE_SHIFT));
+    }
+
+    // ----- process lifetime -----------------------------------------------------------
+
+    /// Ends a process: unmaps everything, closes every descriptor, frees its page tables.
+    /// Dirty shared pages stay in the page cache (they reach the file at writeback).
+    pub fn exit(&mut self, pid: Pid) -> SysResult<()> {
+        self.proc_ref(pid)?;
+        let vmas = self.vmas(pid)?;
+        for v in vmas {
+            self.zap_range(pid, v.start, v.end);
+        }
+        let nfds = self.proc_ref(pid)?.fds.len();
+        for fd in 0..nfds {
+            let _ = self.close_quiet(pid, fd as i32);
+        }
+        let geom = self.cfg.geometry;
+        let p = self.procs[pid.0 as usize].take().expect("checked above");
+        pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
+        self.tlb.flush_asid(p.mm.asid);
+        self.kstats += p.stats;
+        Ok(())
+    }
+
+    /// Writes every dirty page of every file to disk and syncs the files (Linux `sync`).
+    pub fn sync(&mut self) -> SysResult<()> {
+        let mut first_err = None;
+        for i in 0..self.inodes.len() {
+            let id = InodeId(i as u32);
+            if let Err(e) = self.writeback_range(id, 0, u64::MAX, true) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Every process exits and every dirty page is written: the clean shutdown after
+    /// which all data is on disk. Returns the first write-back error.
+    pub fn shutdown(&mut self) -> SysResult<()> {
+        for pid in self.pids() {
+            self.exit(pid)?;
+        }
+        self.sync()
+    }
+
+    /// Emits a syscall event (the formatting only happens when observed).
+    pub(crate) fn trace_syscall<T: std::fmt::Display>(
+        &mut self,
+        pid: Pid,
+        call: impl FnOnce() -> String,
+        r: &SysResult<T>,
+    ) {
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.syscalls += 1;
+        }
+        if self.events.enabled() {
+            let result = match r {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("-1 {}", e.name()),
+            };
+            let call = call();
+            self.events.emit(|| Event::Syscall { pid, call, result });
+        }
+    }
+}
+
+/// The live process `pid`; panics if there is none (a caller bug, never user input: the
+/// syscalls check pids and return ESRCH).
+#[inline]
+fn live_proc(procs: &mut [Option<Process>], pid: Pid) -> &mut Process {
+    match procs.get_mut(pid.0 as usize) {
+        Some(Some(p)) => p,
+        _ => panic!("vmem: no live process with pid {pid}"),
+    }
+}
+
+impl Drop for Kernel {
+    /// A clean exit writes every dirty page back, as Linux does before power-off.
+    fn drop(&mut self) {
+        let _ = self.sync();
+    }
+}

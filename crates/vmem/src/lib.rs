@@ -1,0 +1,59 @@
+//! # vmem — the emulated machine
+//!
+//! A machine with real RAM (one byte arena), an MMU that walks x86-64 page tables stored in
+//! that RAM, a TLB, and a Linux-like kernel whose memory manager implements `mmap` over
+//! real files: demand paging, a shared page cache, copy-on-write, `msync`, `munmap`,
+//! `mprotect`, `madvise`, `mremap`, `mincore`, and the errno and signals Linux gives.
+//!
+//! ```
+//! use vmem::{Kernel, MachineConfig, VirtAddr, consts::*};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("data.txt");
+//! std::fs::write(&path, b"hello, mmap").unwrap();
+//!
+//! let mut k = Kernel::new(MachineConfig::default());
+//! let p = k.spawn().unwrap();
+//! let fd = k.open(p, &path, O_RDONLY, 0).unwrap();
+//! let va = k.mmap(p, VirtAddr(0), 4096, PROT_READ, MAP_PRIVATE, fd, 0).unwrap();
+//! assert_eq!(k.stats().disk_reads, 0); // nothing loaded yet
+//! assert_eq!(k.load_vec(p, va, 5).unwrap(), b"hello");
+//! assert_eq!(k.stats().major_faults, 1); // the first touch read the page from disk
+//! ```
+//!
+//! ## Map of the modules
+//! - [`addr`]: typed addresses and page numbers. [`errno`], [`signal`]: what calls and
+//!   accesses return on failure. [`consts`]: the C constants. [`config`]: machine settings.
+//! - [`hw`]: the hardware — [`hw::phys`] (frames), [`hw::pte`] (entry format),
+//!   [`hw::walk`] (the walker), [`hw::tlb`], [`hw::mmu`]. It reports faults, never handles them.
+//! - [`mm`]: the memory manager — VMAs, one file per syscall, the fault handler, page tables.
+//! - [`cache`]: the page cache, read-around, write-back, truncation.
+//! - [`fs`]: inodes, open files, file syscalls, the [`fs::store::Store`] trait.
+//! - [`kernel`]: [`Kernel`], processes, memory access entry points.
+//! - [`events`]: the event stream for explain mode; [`stats`]: counters.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod cache;
+pub mod config;
+pub mod consts;
+pub mod errno;
+pub mod events;
+pub mod fs;
+pub mod hw;
+pub mod kernel;
+pub mod mm;
+pub mod process;
+pub mod signal;
+pub mod stats;
+
+pub use addr::{PgOff, Pfn, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
+pub use config::{MachineConfig, PagingGeometry};
+pub use errno::{Errno, SysResult};
+pub use events::{Event, FaultKind, Observer};
+pub use hw::mmu::Access;
+pub use kernel::Kernel;
+pub use process::Pid;
+pub use signal::{BusCode, SegvCode, Signal};
+pub use stats::Counters;

@@ -1,0 +1,333 @@
+//! The page-fault handler (Linux `mm/memory.c`).
+//!
+//! Owns [`Kernel::handle_mm_fault`] and the paths it dispatches to, named after their
+//! Linux twins: `do_anonymous_page` (zero page on read, fresh zeroed frame on write),
+//! `do_read_fault` (page-cache page mapped read-only, plus `do_fault_around`),
+//! `do_cow_fault` (private write: copy of the cache page), `do_shared_fault` (shared
+//! write: the cache page itself, marked dirty) and `do_wp_page` (write to a present
+//! read-only page: `wp_page_shared`, `wp_page_reuse` or `wp_page_copy`). A fault that
+//! cannot be resolved becomes a [`Signal`]: SIGSEGV with MAPERR or ACCERR, SIGBUS past end
+//! of file, or the OOM killer's SIGKILL when no frame is left.
+
+use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
+use crate::cache::PageError;
+use crate::events::{Event, FaultKind};
+use crate::fs::InodeId;
+use crate::hw::mmu::{Access, HwFault};
+use crate::hw::phys::FrameFlags;
+use crate::hw::pte::Pte;
+use crate::kernel::Kernel;
+use crate::mm::vma::{Backing, Vma};
+use crate::process::Pid;
+use crate::signal::{BusCode, SegvCode, Signal};
+
+/// The PTE flag bits for a page of `vma`, writable or not.
+pub(crate) fn pte_flags(vma: &Vma, writable: bool) -> u64 {
+    let mut f = Pte::PRESENT | Pte::USER | Pte::ACCESSED;
+    if writable {
+        f |= Pte::WRITABLE | Pte::DIRTY;
+    }
+    if !vma.executable() {
+        f |= Pte::NX;
+    }
+    f
+}
+
+fn page_error(va: VirtAddr, e: PageError) -> Signal {
+    match e {
+        PageError::BeyondEof => Signal::Bus {
+            addr: va,
+            code: BusCode::AdrErr,
+        },
+        PageError::Io => Signal::Bus {
+            addr: va,
+            code: BusCode::ObjErr,
+        },
+        PageError::NoMemory => Signal::OomKill { addr: va },
+    }
+}
+
+impl Kernel {
+    /// Resolves a fault the MMU reported for `access` at `va`, or returns the signal.
+    pub(crate) fn handle_mm_fault(&mut self, pid: Pid, va: VirtAddr, access: Access, hw: HwFault) -> Result<(), Signal> {
+        self.events.emit(|| Event::FaultBegin {
+            pid,
+            va,
+            access,
+            present: hw == HwFault::Protection,
+        });
+        match self.do_fault(pid, va, access) {
+            Ok((kind, major)) => {
+                if let Ok(p) = self.proc_mut(pid) {
+                    if major {
+                        p.stats.major_faults += 1;
+                    } else {
+                        p.stats.minor_faults += 1;
+                    }
+                    if matches!(kind, FaultKind::CowFault | FaultKind::WpCopy) {
+                        p.stats.cow_faults += 1;
+                    }
+                    if matches!(kind, FaultKind::WpCopy | FaultKind::WpReuse | FaultKind::WpShared) {
+                        p.stats.wp_faults += 1;
+                    }
+                }
+                self.events.emit(|| Event::Fault { pid, va, kind, major });
+                Ok(())
+            }
+            Err(sig) => Err(self.deliver(pid, sig)),
+        }
+    }
+
+    fn do_fault(&mut self, pid: Pid, va: VirtAddr, access: Access) -> Result<(FaultKind, bool), Signal> {
+        let vma = self
+            .proc_ref(pid)
+            .ok()
+            .and_then(|p| p.mm.find_vma(va).copied())
+            .ok_or(Signal::Segv {
+                addr: va,
+                code: SegvCode::MapErr,
+            })?;
+        let allowed = match access {
+            Access::Read => vma.readable(),
+            Access::Write => vma.writable(),
+            Access::Exec => vma.executable(),
+        };
+        if !allowed {
+            return Err(Signal::Segv {
+                addr: va,
+                code: SegvCode::AccErr,
+            });
+        }
+        let page = va.page_down();
+        let pte = self.pte_of(pid, page);
+        if !pte.has_frame() {
+            return self.do_pte_missing(pid, page, access, &vma);
+        }
+        if pte.protnone() || (access == Access::Write && !pte.writable()) {
+            if access == Access::Write {
+                return self.do_wp_page(pid, page, &vma, pte);
+            }
+            // A PROT_NONE entry the VMA now allows: make it present again.
+            let restored = Pte::new(pte.pfn(), pte_flags(&vma, false) | (pte.0 & Pte::WRITABLE));
+            self.set_pte(pid, page, restored).map_err(|_| Signal::OomKill { addr: va })?;
+            return Ok((FaultKind::Spurious, false));
+        }
+        self.flush_tlb_page(pid, page);
+        Ok((FaultKind::Spurious, false))
+    }
+
+    fn do_pte_missing(&mut self, pid: Pid, va: VirtAddr, access: Access, vma: &Vma) -> Result<(FaultKind, bool), Signal> {
+        match vma.backing {
+            Backing::Anon => self.do_anonymous_page(pid, va, access, vma),
+            Backing::File(id) => {
+                if access != Access::Write {
+                    self.do_read_fault(pid, va, vma, id)
+                } else if !vma.is_shared() {
+                    self.do_cow_fault(pid, va, vma, id)
+                } else {
+                    self.do_shared_fault(pid, va, vma, id)
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, pid: Pid, va: VirtAddr, pfn: Pfn, flags: u64) -> Result<(), Signal> {
+        self.set_pte(pid, va, Pte::new(pfn, flags))
+            .map_err(|_| Signal::OomKill { addr: va })
+    }
+
+    fn new_anon_frame(&mut self, pid: Pid, va: VirtAddr, zero: bool) -> Result<Pfn, Signal> {
+        let pfn = self
+            .alloc_frame(FrameFlags::ANON)
+            .ok_or(Signal::OomKill { addr: va })?;
+        if zero {
+            self.phys.frame_bytes_mut(pfn).fill(0);
+        }
+        let mm_id = self.proc_ref(pid).map(|p| p.mm.id).unwrap_or(0);
+        let m = self.phys.meta_mut(pfn);
+        m.refcount = 1;
+        m.owner = mm_id;
+        m.index = va.0 >> PAGE_SHIFT;
+        self.events.emit(|| Event::FrameAlloc {
+            pfn,
+            purpose: if zero { "anonymous" } else { "cow copy" },
+        });
+        Ok(pfn)
+    }
+
+    /// Linux `do_anonymous_page`.
+    fn do_anonymous_page(&mut self, pid: Pid, va: VirtAddr, access: Access, vma: &Vma) -> Result<(FaultKind, bool), Signal> {
+        if access != Access::Write {
+            let zero = self.zero_pfn;
+            self.install(pid, va, zero, pte_flags(vma, false))?;
+            return Ok((FaultKind::AnonZeroPage, false));
+        }
+        let pfn = self.new_anon_frame(pid, va, true)?;
+        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
+            self.put_page(pfn);
+            return Err(s);
+        }
+        self.live_mm_rss(pid, 0, 1);
+        Ok((FaultKind::AnonNewPage, false))
+    }
+
+    fn live_mm_rss(&mut self, pid: Pid, file: i64, anon: i64) {
+        if let Ok(p) = self.proc_mut(pid) {
+            p.mm.rss_file = (p.mm.rss_file as i64 + file) as u64;
+            p.mm.rss_anon = (p.mm.rss_anon as i64 + anon) as u64;
+        }
+    }
+
+    /// Linux `do_read_fault`: map the cache page read-only, then fault around it.
+    fn do_read_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+        let pgoff = vma.pgoff_of(va);
+        let (pfn, major) = self
+            .filemap_fault(pid, id, pgoff, vma.flags)
+            .map_err(|e| page_error(va, e))?;
+        self.get_page(pfn);
+        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, false)) {
+            self.put_page(pfn);
+            return Err(s);
+        }
+        self.live_mm_rss(pid, 1, 0);
+        self.do_fault_around(pid, va, vma, id);
+        Ok((FaultKind::ReadFault, major))
+    }
+
+    /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
+    /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O.
+    fn do_fault_around(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) {
+        let n = self.cfg.fault_around_pages;
+        if n <= 1 {
+            return;
+        }
+        let window = n << PAGE_SHIFT;
+        let start = VirtAddr(va.0 & !(window - 1)).max(vma.start);
+        let end = VirtAddr((va.0 & !(window - 1)) + window).min(vma.end);
+        let size_pages = self.size_pages(id);
+        let mut mapped = 0;
+        let mut first = None;
+        let mut a = start;
+        while a < end {
+            if a != va && !self.pte_of(pid, a).has_frame() {
+                let pgoff = vma.pgoff_of(a);
+                if pgoff.0 < size_pages {
+                    if let Some(pfn) = self.inode(id).pages.get(&pgoff.0).copied() {
+                        self.get_page(pfn);
+                        if self.install(pid, a, pfn, pte_flags(vma, false)).is_err() {
+                            self.put_page(pfn);
+                            break;
+                        }
+                        self.live_mm_rss(pid, 1, 0);
+                        first.get_or_insert(a);
+                        mapped += 1;
+                    }
+                }
+            }
+            a = a.add(1 << PAGE_SHIFT);
+        }
+        if mapped > 0 {
+            if let Ok(p) = self.proc_mut(pid) {
+                p.stats.fault_around_pages += mapped;
+            }
+            let start = first.unwrap_or(start);
+            self.events.emit(|| Event::FaultAround {
+                pid,
+                start,
+                pages: mapped,
+            });
+        }
+    }
+
+    /// Linux `do_cow_fault`: a private write to a file page copies it into a new frame.
+    fn do_cow_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+        let pgoff = vma.pgoff_of(va);
+        let (src, major) = self
+            .filemap_fault(pid, id, pgoff, vma.flags)
+            .map_err(|e| page_error(va, e))?;
+        let new = self.new_anon_frame(pid, va, false)?;
+        self.phys.copy_frame(src, new);
+        if let Err(s) = self.install(pid, va, new, pte_flags(vma, true)) {
+            self.put_page(new);
+            return Err(s);
+        }
+        self.live_mm_rss(pid, 0, 1);
+        self.events.emit(|| Event::CowCopy { pid, va, from: src, to: new });
+        Ok((FaultKind::CowFault, major))
+    }
+
+    /// Linux `do_shared_fault`: a shared write maps the cache page writable and dirties it.
+    fn do_shared_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+        let pgoff = vma.pgoff_of(va);
+        let (pfn, major) = self
+            .filemap_fault(pid, id, pgoff, vma.flags)
+            .map_err(|e| page_error(va, e))?;
+        self.get_page(pfn);
+        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
+            self.put_page(pfn);
+            return Err(s);
+        }
+        self.set_page_dirty(pfn);
+        self.live_mm_rss(pid, 1, 0);
+        Ok((FaultKind::SharedFault, major))
+    }
+
+    /// Linux `do_wp_page`: a write to a present, write-protected page of a writable VMA.
+    fn do_wp_page(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, pte: Pte) -> Result<(FaultKind, bool), Signal> {
+        let old = pte.pfn();
+        let meta = *self.phys.meta(old);
+        if vma.is_shared() {
+            // wp_page_shared: dirty tracking of a shared file page.
+            if meta.flags.has(FrameFlags::PAGE_CACHE) {
+                self.set_page_dirty(old);
+            }
+            self.install(pid, va, old, pte_flags(vma, true))?;
+            return Ok((FaultKind::WpShared, false));
+        }
+        if meta.flags.has(FrameFlags::ANON) && meta.refcount == 1 {
+            // wp_page_reuse: the only reference; no copy needed.
+            self.install(pid, va, old, pte_flags(vma, true))?;
+            return Ok((FaultKind::WpReuse, false));
+        }
+        // wp_page_copy.
+        let zero = old == self.zero_pfn;
+        let new = self.new_anon_frame(pid, va, zero)?;
+        if !zero {
+            self.phys.copy_frame(old, new);
+        }
+        if let Err(s) = self.install(pid, va, new, pte_flags(vma, true)) {
+            self.put_page(new);
+            return Err(s);
+        }
+        if meta.flags.has(FrameFlags::PAGE_CACHE) {
+            self.live_mm_rss(pid, -1, 1);
+        } else if zero {
+            self.live_mm_rss(pid, 0, 1);
+        }
+        self.put_page(old);
+        self.events.emit(|| Event::CowCopy { pid, va, from: old, to: new });
+        Ok((FaultKind::WpCopy, false))
+    }
+
+    /// Faults in every page of `[start, end)` as `populate` does (MAP_POPULATE,
+    /// MADV_POPULATE_*): write faults for writable private mappings, read faults otherwise.
+    /// Stops at the first page that cannot be faulted in.
+    pub(crate) fn populate_range(&mut self, pid: Pid, start: VirtAddr, end: VirtAddr, write: bool) -> Result<(), Signal> {
+        let mut a = start;
+        while a < end {
+            let access = if write { Access::Write } else { Access::Read };
+            let pte = self.pte_of(pid, a);
+            let needed = !pte.present() || (write && !pte.writable());
+            if needed {
+                let hw = if pte.present() {
+                    HwFault::Protection
+                } else {
+                    HwFault::NotPresent { level: 0 }
+                };
+                self.handle_mm_fault(pid, a, access, hw)?;
+            }
+            a = a.add(1 << PAGE_SHIFT);
+        }
+        Ok(())
+    }
+}

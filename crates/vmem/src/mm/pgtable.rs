@@ -1,0 +1,138 @@
+//! The kernel's side of the page tables: creating, finding, scanning and freeing them.
+//!
+//! Owns the functions that build and tear down the tree that `hw/walk.rs` reads: find the
+//! leaf entry slot of an address (allocating intermediate tables on demand, Linux's
+//! `__pte_alloc` and friends), visit every used leaf entry in a range (skipping empty
+//! subtrees, so `munmap` of a terabyte costs what is mapped, not what is spanned), and free
+//! a whole tree at exit. Intermediate entries are Present|Writable|User: the leaf decides.
+
+use crate::addr::{Pfn, PhysAddr, VirtAddr};
+use crate::config::PagingGeometry;
+use crate::hw::phys::{FrameFlags, PhysMem};
+use crate::hw::pte::Pte;
+
+const TABLE_FLAGS: u64 = Pte::PRESENT | Pte::WRITABLE | Pte::USER;
+
+/// The physical address of the leaf entry for `va`, if every upper table exists.
+pub fn pte_slot(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Option<PhysAddr> {
+    if va.0 >> geom.va_bits() != 0 {
+        return None;
+    }
+    let mut table = root;
+    let mut level = geom.levels - 1;
+    loop {
+        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        if level == 0 {
+            return Some(entry_pa);
+        }
+        let e = Pte(phys.read_u64(entry_pa));
+        if !e.present() {
+            return None;
+        }
+        table = e.pfn();
+        level -= 1;
+    }
+}
+
+/// The leaf entry for `va` (or [`Pte::NONE`] when no table covers it).
+pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Pte {
+    match pte_slot(phys, geom, root, va) {
+        Some(pa) => Pte(phys.read_u64(pa)),
+        None => Pte::NONE,
+    }
+}
+
+/// The leaf entry slot for `va`, allocating missing tables. `Err(())` when RAM has no
+/// frame for a table; `Ok((slot, tables_allocated))` otherwise.
+pub fn pte_slot_alloc(
+    phys: &mut PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+) -> Result<(PhysAddr, u64), ()> {
+    let mut table = root;
+    let mut level = geom.levels - 1;
+    let mut allocated = 0;
+    loop {
+        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        if level == 0 {
+            return Ok((entry_pa, allocated));
+        }
+        let e = Pte(phys.read_u64(entry_pa));
+        table = if e.present() {
+            e.pfn()
+        } else {
+            let t = phys.alloc_zeroed(FrameFlags::PAGE_TABLE).ok_or(())?;
+            phys.meta_mut(t).refcount = 1;
+            phys.write_u64(entry_pa, Pte::new(t, TABLE_FLAGS).0);
+            allocated += 1;
+            t
+        };
+        level -= 1;
+    }
+}
+
+/// Calls `f(va, slot, pte)` for every leaf entry in `[start, end)` that is not zero,
+/// in address order. `f` may rewrite the entry at `slot`.
+pub fn for_each_pte(
+    phys: &mut PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    start: VirtAddr,
+    end: VirtAddr,
+    f: &mut dyn FnMut(&mut PhysMem, VirtAddr, PhysAddr, Pte),
+) {
+    if start >= end {
+        return;
+    }
+    visit(phys, geom, root, geom.levels - 1, 0, start.0, end.0, f);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn visit(
+    phys: &mut PhysMem,
+    geom: &PagingGeometry,
+    table: Pfn,
+    level: u32,
+    base: u64,
+    start: u64,
+    end: u64,
+    f: &mut dyn FnMut(&mut PhysMem, VirtAddr, PhysAddr, Pte),
+) {
+    let span = geom.span(level);
+    let first = if start > base { (start - base) / span } else { 0 };
+    for i in first..geom.entries() {
+        let lo = base + i * span;
+        if lo >= end {
+            break;
+        }
+        let slot = table.addr().add(i * 8);
+        let e = Pte(phys.read_u64(slot));
+        if level == 0 {
+            if e.0 != 0 {
+                f(phys, VirtAddr(lo), slot, e);
+            }
+        } else if e.present() {
+            visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
+        }
+    }
+}
+
+/// Frees every table frame of the tree rooted at `root`, the root included. Leaf entries
+/// must already have been zapped (their frames released). Returns the frames freed.
+pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 {
+    fn rec(phys: &mut PhysMem, geom: &PagingGeometry, t: Pfn, level: u32) -> u64 {
+        let mut n = 0;
+        if level > 0 {
+            for i in 0..geom.entries() {
+                let e = Pte(phys.read_u64(t.addr().add(i * 8)));
+                if e.present() {
+                    n += rec(phys, geom, e.pfn(), level - 1);
+                }
+            }
+        }
+        phys.free(t);
+        n + 1
+    }
+    rec(phys, geom, root, geom.levels - 1)
+}
