@@ -189,11 +189,14 @@ impl Kernel {
         } else {
             (pgoff.0.saturating_sub(ra / 2), ra)
         };
-        // The faulting page first, so that a short RAM still serves the fault.
-        self.read_pages(Some(pid), id, pgoff.0, 1)?;
-        let extra = self.read_pages(Some(pid), id, start, count).unwrap_or(0);
+        // One request for the whole window; if RAM is too short for it, the faulting
+        // page alone.
+        let mut read = self.read_pages(Some(pid), id, start, count).unwrap_or(0);
+        if !self.inode(id).pages.contains_key(&pgoff.0) {
+            read += self.read_pages(Some(pid), id, pgoff.0, 1)?;
+        }
         if let Ok(p) = self.proc_mut(pid) {
-            p.stats.readahead_pages += extra;
+            p.stats.readahead_pages += read.saturating_sub(1);
         }
         let pfn = *self.inode(id).pages.get(&pgoff.0).ok_or(PageError::Io)?;
         Ok((pfn, true))
