@@ -275,22 +275,48 @@ impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Event::Syscall { pid, call, result } => write!(f, "[pid {pid}] {call} = {result}"),
-            Event::VmaMapped { pid, start, end, desc } => {
-                write!(f, "[pid {pid}] VMA {start}-{end} {desc} (nothing loaded yet)")
+            Event::VmaMapped {
+                pid,
+                start,
+                end,
+                desc,
+            } => {
+                write!(
+                    f,
+                    "[pid {pid}] VMA {start}-{end} {desc} (nothing loaded yet)"
+                )
             }
-            Event::VmaUnmapped { pid, start, end } => write!(f, "[pid {pid}] VMA {start}-{end} removed"),
+            Event::VmaUnmapped { pid, start, end } => {
+                write!(f, "[pid {pid}] VMA {start}-{end} removed")
+            }
             Event::TlbHit { va, pfn } => write!(f, "  TLB hit {va} -> frame 0x{:x}", pfn.0),
             Event::TlbMiss { va } => write!(f, "  TLB miss {va}: walking the page tables"),
-            Event::WalkStep { level, index, entry_pa, entry } => {
+            Event::WalkStep {
+                level,
+                index,
+                entry_pa,
+                entry,
+            } => {
                 write!(f, "    {level}[{index:3}] @ {entry_pa} = {entry}")
             }
-            Event::FaultBegin { pid, va, access, present } => write!(
+            Event::FaultBegin {
+                pid,
+                va,
+                access,
+                present,
+            } => write!(
                 f,
                 "  [pid {pid}] page fault: {} at {va} ({})",
                 access.name(),
-                if *present { "protection" } else { "page not present" }
+                if *present {
+                    "protection"
+                } else {
+                    "page not present"
+                }
             ),
-            Event::Fault { va, kind, major, .. } => write!(
+            Event::Fault {
+                va, kind, major, ..
+            } => write!(
                 f,
                 "  {} fault at {va} resolved by {}",
                 if *major { "major" } else { "minor" },
@@ -302,19 +328,31 @@ impl std::fmt::Display for Event {
                 if *hit { "hit" } else { "miss" },
                 pgoff.0
             ),
-            Event::DiskRead { file, pgoff, pages, bytes } => write!(
+            Event::DiskRead {
+                file,
+                pgoff,
+                pages,
+                bytes,
+            } => write!(
                 f,
                 "    disk read {file}: pages {}..{} ({bytes} bytes)",
                 pgoff.0,
                 pgoff.0 + pages
             ),
-            Event::DiskWrite { file, pgoff, pages, bytes } => write!(
+            Event::DiskWrite {
+                file,
+                pgoff,
+                pages,
+                bytes,
+            } => write!(
                 f,
                 "    disk write {file}: pages {}..{} ({bytes} bytes)",
                 pgoff.0,
                 pgoff.0 + pages
             ),
-            Event::FrameAlloc { pfn, purpose } => write!(f, "    frame 0x{:x} allocated ({purpose})", pfn.0),
+            Event::FrameAlloc { pfn, purpose } => {
+                write!(f, "    frame 0x{:x} allocated ({purpose})", pfn.0)
+            }
             Event::CowCopy { va, from, to, .. } => write!(
                 f,
                 "    copy-on-write at {va}: frame 0x{:x} copied to frame 0x{:x}",
@@ -322,14 +360,19 @@ impl std::fmt::Display for Event {
             ),
             Event::PteInstall { va, pte, .. } => write!(f, "    PTE for {va} := {pte}"),
             Event::FaultAround { start, pages, .. } => {
-                write!(f, "    fault-around mapped {pages} more cached page(s) from {start}")
+                write!(
+                    f,
+                    "    fault-around mapped {pages} more cached page(s) from {start}"
+                )
             }
             Event::TlbFlush { pid, va } => match va {
                 Some(va) => write!(f, "    [pid {pid}] TLB flush {va}"),
                 None => write!(f, "    [pid {pid}] TLB flush (all)"),
             },
             Event::Signal { pid, signal } => write!(f, "  [pid {pid}] {signal}"),
-            Event::CacheEvict { file, pgoff } => write!(f, "    page cache drops {file} page {}", pgoff.0),
+            Event::CacheEvict { file, pgoff } => {
+                write!(f, "    page cache drops {file} page {}", pgoff.0)
+            }
         }
     }
 }

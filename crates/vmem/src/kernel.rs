@@ -97,7 +97,9 @@ impl Kernel {
 
     /// Creates a process with an empty address space and no open files.
     pub fn spawn(&mut self) -> SysResult<Pid> {
-        let root = self.alloc_frame(FrameFlags::PAGE_TABLE).ok_or(Errno::ENOMEM)?;
+        let root = self
+            .alloc_frame(FrameFlags::PAGE_TABLE)
+            .ok_or(Errno::ENOMEM)?;
         self.phys.frame_bytes_mut(root).fill(0);
         self.phys.meta_mut(root).refcount = 1;
         let pid = Pid(self.procs.len() as u32);
@@ -167,7 +169,7 @@ impl Kernel {
     pub fn maps(&self, pid: Pid) -> SysResult<String> {
         let mut s = String::new();
         for v in self.mm(pid)?.vmas.values() {
-            let (path, dev_ino) = match v.inode() {
+            let (path, dev_ino) = match v.inode().or(v.anon_file) {
                 Some(i) => {
                     let ino = &self.inodes[i.0 as usize];
                     let name = if ino.kind == crate::fs::FileKind::Shmem {
@@ -179,7 +181,11 @@ impl Kernel {
                 }
                 None => (String::new(), (0, 0)),
             };
-            let off = if v.is_anon() { 0 } else { v.pgoff.byte_offset() };
+            let off = if v.is_anon() && v.anon_file.is_none() {
+                0
+            } else {
+                v.pgoff.byte_offset()
+            };
             let line = format!(
                 "{:08x}-{:08x} {} {:08x} {:02x}:{:02x} {:<10}",
                 v.start.0,
@@ -264,7 +270,12 @@ impl Kernel {
 
     /// Translates `va` for `access`, handling faults until the access can proceed.
     #[inline]
-    pub(crate) fn translate(&mut self, pid: Pid, va: VirtAddr, access: Access) -> Result<PhysAddr, Signal> {
+    pub(crate) fn translate(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, Signal> {
         let mut tries = 0;
         loop {
             let p = live_proc(&mut self.procs, pid);
@@ -290,7 +301,13 @@ impl Kernel {
                         // The handler claimed success but the MMU still faults: a kernel bug.
                         // Report it as a bus error rather than spin.
                         debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
-                        return Err(self.deliver(pid, Signal::Bus { addr: va, code: BusCode::ObjErr }));
+                        return Err(self.deliver(
+                            pid,
+                            Signal::Bus {
+                                addr: va,
+                                code: BusCode::ObjErr,
+                            },
+                        ));
                     }
                     self.handle_mm_fault(pid, va, access, hw)?;
                 }
@@ -306,12 +323,20 @@ impl Kernel {
         signal
     }
 
-    fn access(&mut self, pid: Pid, va: VirtAddr, len: usize, access: Access, mut each: impl FnMut(&mut PhysMem, PhysAddr, usize, usize)) -> Result<(), Signal> {
+    fn access(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        len: usize,
+        access: Access,
+        mut each: impl FnMut(&mut PhysMem, PhysAddr, usize, usize),
+    ) -> Result<(), Signal> {
         let mut done = 0usize;
         while done < len {
-            let cur = va
-                .checked_add(done as u64)
-                .ok_or(Signal::Segv { addr: va, code: crate::signal::SegvCode::MapErr })?;
+            let cur = va.checked_add(done as u64).ok_or(Signal::Segv {
+                addr: va,
+                code: crate::signal::SegvCode::MapErr,
+            })?;
             let chunk = ((PAGE_SIZE - cur.page_offset()) as usize).min(len - done);
             let pa = self.translate(pid, cur, access)?;
             each(&mut self.phys, pa, done, chunk);
@@ -472,12 +497,19 @@ impl Kernel {
         let root = p.mm.root;
         let asid = p.mm.asid;
         let mut freed: Vec<(VirtAddr, Pfn)> = Vec::new();
-        pgtable::for_each_pte(&mut self.phys, &geom, root, start, end, &mut |phys, va, slot, pte| {
-            phys.write_u64(slot, 0);
-            if pte.has_frame() {
-                freed.push((va, pte.pfn()));
-            }
-        });
+        pgtable::for_each_pte(
+            &mut self.phys,
+            &geom,
+            root,
+            start,
+            end,
+            &mut |phys, va, slot, pte| {
+                phys.write_u64(slot, 0);
+                if pte.has_frame() {
+                    freed.push((va, pte.pfn()));
+                }
+            },
+        );
         for (va, pfn) in freed {
             self.tlb.flush_page(asid, va.vpn());
             let m = *self.phys.meta(pfn);
@@ -494,7 +526,8 @@ impl Kernel {
     /// Flushes the TLB entry of one page of `pid`.
     pub(crate) fn flush_tlb_page(&mut self, pid: Pid, va: VirtAddr) {
         let asid = self.live(pid).mm.asid;
-        self.tlb.flush_page(asid, Vpn(va.0 >> crate::addr::PAGE_SHIFT));
+        self.tlb
+            .flush_page(asid, Vpn(va.0 >> crate::addr::PAGE_SHIFT));
     }
 
     // ----- process lifetime -----------------------------------------------------------

@@ -48,7 +48,7 @@ pub mod process;
 pub mod signal;
 pub mod stats;
 
-pub use addr::{PgOff, Pfn, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
+pub use addr::{Pfn, PgOff, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
 pub use config::{MachineConfig, PagingGeometry};
 pub use errno::{Errno, SysResult};
 pub use events::{Event, FaultKind, Observer};

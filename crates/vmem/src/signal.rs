@@ -71,19 +71,29 @@ impl Signal {
     /// The faulting address.
     pub fn addr(&self) -> VirtAddr {
         match *self {
-            Signal::Segv { addr, .. } | Signal::Bus { addr, .. } | Signal::OomKill { addr } => {
-                addr
-            }
+            Signal::Segv { addr, .. } | Signal::Bus { addr, .. } | Signal::OomKill { addr } => addr,
         }
     }
 
     /// The `si_code` name, e.g. `"SEGV_MAPERR"`.
     pub fn code_name(&self) -> &'static str {
         match self {
-            Signal::Segv { code: SegvCode::MapErr, .. } => "SEGV_MAPERR",
-            Signal::Segv { code: SegvCode::AccErr, .. } => "SEGV_ACCERR",
-            Signal::Bus { code: BusCode::AdrErr, .. } => "BUS_ADRERR",
-            Signal::Bus { code: BusCode::ObjErr, .. } => "BUS_OBJERR",
+            Signal::Segv {
+                code: SegvCode::MapErr,
+                ..
+            } => "SEGV_MAPERR",
+            Signal::Segv {
+                code: SegvCode::AccErr,
+                ..
+            } => "SEGV_ACCERR",
+            Signal::Bus {
+                code: BusCode::AdrErr,
+                ..
+            } => "BUS_ADRERR",
+            Signal::Bus {
+                code: BusCode::ObjErr,
+                ..
+            } => "BUS_OBJERR",
             Signal::OomKill { .. } => "OOM",
         }
     }
@@ -91,10 +101,22 @@ impl Signal {
     /// A sentence a user can read.
     pub fn reason(&self) -> &'static str {
         match self {
-            Signal::Segv { code: SegvCode::MapErr, .. } => "address not mapped",
-            Signal::Segv { code: SegvCode::AccErr, .. } => "access forbidden by the mapping's protection",
-            Signal::Bus { code: BusCode::AdrErr, .. } => "page lies wholly past end of file",
-            Signal::Bus { code: BusCode::ObjErr, .. } => "the backing file could not be read",
+            Signal::Segv {
+                code: SegvCode::MapErr,
+                ..
+            } => "address not mapped",
+            Signal::Segv {
+                code: SegvCode::AccErr,
+                ..
+            } => "access forbidden by the mapping's protection",
+            Signal::Bus {
+                code: BusCode::AdrErr,
+                ..
+            } => "page lies wholly past end of file",
+            Signal::Bus {
+                code: BusCode::ObjErr,
+                ..
+            } => "the backing file could not be read",
             Signal::OomKill { .. } => "out of memory: no free frame and nothing reclaimable",
         }
     }

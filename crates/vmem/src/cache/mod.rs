@@ -44,7 +44,12 @@ impl Kernel {
     }
 
     /// The cached page at `pgoff`, counting the lookup.
-    pub(crate) fn find_get_page(&mut self, pid: Option<Pid>, id: InodeId, pgoff: PgOff) -> Option<Pfn> {
+    pub(crate) fn find_get_page(
+        &mut self,
+        pid: Option<Pid>,
+        id: InodeId,
+        pgoff: PgOff,
+    ) -> Option<Pfn> {
         let pfn = self.inode(id).pages.get(&pgoff.0).copied();
         let hit = pfn.is_some();
         let stats = match pid.and_then(|p| self.proc_mut(p).ok()) {
@@ -73,7 +78,13 @@ impl Kernel {
 
     /// Reads the uncached pages of `[start, start + count)` that lie inside the file into
     /// the cache, one disk request per contiguous run. Returns the pages read.
-    pub(crate) fn read_pages(&mut self, pid: Option<Pid>, id: InodeId, start: u64, count: u64) -> Result<u64, PageError> {
+    pub(crate) fn read_pages(
+        &mut self,
+        pid: Option<Pid>,
+        id: InodeId,
+        start: u64,
+        count: u64,
+    ) -> Result<u64, PageError> {
         let end = start.saturating_add(count).min(self.size_pages(id));
         let mut pg = start;
         let mut total = 0;
@@ -91,10 +102,18 @@ impl Kernel {
         Ok(total)
     }
 
-    fn read_run(&mut self, pid: Option<Pid>, id: InodeId, start: u64, n: u64) -> Result<u64, PageError> {
+    fn read_run(
+        &mut self,
+        pid: Option<Pid>,
+        id: InodeId,
+        start: u64,
+        n: u64,
+    ) -> Result<u64, PageError> {
         if self.inode(id).kind == FileKind::Shmem {
             for pg in start..start + n {
-                let pfn = self.alloc_frame(FrameFlags::PAGE_CACHE).ok_or(PageError::NoMemory)?;
+                let pfn = self
+                    .alloc_frame(FrameFlags::PAGE_CACHE)
+                    .ok_or(PageError::NoMemory)?;
                 self.phys.frame_bytes_mut(pfn).fill(0);
                 self.add_to_page_cache(id, pg, pfn);
             }
@@ -155,7 +174,10 @@ impl Kernel {
             let file = self.inode(id).path.clone();
             for f in &frames {
                 let pfn = *f;
-                self.events.emit(|| Event::FrameAlloc { pfn, purpose: "page cache" });
+                self.events.emit(|| Event::FrameAlloc {
+                    pfn,
+                    purpose: "page cache",
+                });
             }
             self.events.emit(|| Event::DiskRead {
                 file,
@@ -170,7 +192,13 @@ impl Kernel {
     /// Finds or reads the page at `pgoff` for a fault (Linux `filemap_fault`): a cache
     /// hit is a minor fault; a miss reads around the page (32 pages centred on it, or
     /// forward for MADV_SEQUENTIAL, or the page alone for MADV_RANDOM) and is major.
-    pub(crate) fn filemap_fault(&mut self, pid: Pid, id: InodeId, pgoff: PgOff, vm_flags: u32) -> Result<(Pfn, bool), PageError> {
+    pub(crate) fn filemap_fault(
+        &mut self,
+        pid: Pid,
+        id: InodeId,
+        pgoff: PgOff,
+        vm_flags: u32,
+    ) -> Result<(Pfn, bool), PageError> {
         if pgoff.0 >= self.size_pages(id) {
             return Err(PageError::BeyondEof);
         }
@@ -208,24 +236,32 @@ impl Kernel {
     pub(crate) fn page_mkclean_range(&mut self, id: InodeId, first: u64, last: u64) {
         let geom = self.cfg.geometry;
         for pi in 0..self.procs.len() {
-            let Some(p) = self.procs[pi].as_ref() else { continue };
+            let Some(p) = self.procs[pi].as_ref() else {
+                continue;
+            };
             let root = p.mm.root;
             let asid = p.mm.asid;
-            let ranges: Vec<(VirtAddr, VirtAddr)> = p
-                .mm
-                .vmas
-                .values()
-                .filter(|v| v.inode() == Some(id) && v.flags & vm::SHARED != 0)
-                .filter_map(|v| clip_to_pgoffs(v.start, v.pgoff.0, v.pages(), first, last))
-                .collect();
+            let ranges: Vec<(VirtAddr, VirtAddr)> =
+                p.mm.vmas
+                    .values()
+                    .filter(|v| v.inode() == Some(id) && v.flags & vm::SHARED != 0)
+                    .filter_map(|v| clip_to_pgoffs(v.start, v.pgoff.0, v.pages(), first, last))
+                    .collect();
             for (s, e) in ranges {
                 let mut flushed = Vec::new();
-                pgtable::for_each_pte(&mut self.phys, &geom, root, s, e, &mut |phys, va, slot, pte| {
-                    if pte.writable() || pte.dirty() {
-                        phys.write_u64(slot, pte.without(Pte::WRITABLE | Pte::DIRTY).0);
-                        flushed.push(va);
-                    }
-                });
+                pgtable::for_each_pte(
+                    &mut self.phys,
+                    &geom,
+                    root,
+                    s,
+                    e,
+                    &mut |phys, va, slot, pte| {
+                        if pte.writable() || pte.dirty() {
+                            phys.write_u64(slot, pte.without(Pte::WRITABLE | Pte::DIRTY).0);
+                            flushed.push(va);
+                        }
+                    },
+                );
                 for va in flushed {
                     self.tlb.flush_page(asid, va.vpn());
                 }
@@ -237,15 +273,16 @@ impl Kernel {
     /// included (Linux `unmap_mapping_range(..., even_cows = 1)` at truncate).
     pub(crate) fn unmap_mapping_range(&mut self, id: InodeId, from: u64) {
         for pi in 0..self.procs.len() {
-            let Some(p) = self.procs[pi].as_ref() else { continue };
+            let Some(p) = self.procs[pi].as_ref() else {
+                continue;
+            };
             let pid = p.pid;
-            let ranges: Vec<(VirtAddr, VirtAddr)> = p
-                .mm
-                .vmas
-                .values()
-                .filter(|v| v.inode() == Some(id))
-                .filter_map(|v| clip_to_pgoffs(v.start, v.pgoff.0, v.pages(), from, u64::MAX))
-                .collect();
+            let ranges: Vec<(VirtAddr, VirtAddr)> =
+                p.mm.vmas
+                    .values()
+                    .filter(|v| v.inode() == Some(id))
+                    .filter_map(|v| clip_to_pgoffs(v.start, v.pgoff.0, v.pages(), from, u64::MAX))
+                    .collect();
             for (s, e) in ranges {
                 self.zap_range(pid, s, e);
             }
@@ -256,7 +293,13 @@ impl Kernel {
     /// of contiguous dirty pages, after write-protecting their PTEs; with `sync`, then
     /// fsyncs the file. The part of the last page past end of file is zeroed and never
     /// written (as ext4's writeback does).
-    pub(crate) fn writeback_range(&mut self, id: InodeId, first: u64, last: u64, sync: bool) -> SysResult<()> {
+    pub(crate) fn writeback_range(
+        &mut self,
+        id: InodeId,
+        first: u64,
+        last: u64,
+        sync: bool,
+    ) -> SysResult<()> {
         if self.inode(id).kind != FileKind::Regular {
             return Ok(());
         }
@@ -346,7 +389,12 @@ impl Kernel {
 
     /// Drops every cached page of `id` from `from` on (they must be unmapped already).
     pub(crate) fn truncate_inode_pages(&mut self, id: InodeId, from: u64) {
-        let gone: Vec<(u64, Pfn)> = self.inode(id).pages.range(from..).map(|(k, v)| (*k, *v)).collect();
+        let gone: Vec<(u64, Pfn)> = self
+            .inode(id)
+            .pages
+            .range(from..)
+            .map(|(k, v)| (*k, *v))
+            .collect();
         for (pg, pfn) in gone {
             self.inode_mut(id).pages.remove(&pg);
             if self.phys.meta(pfn).flags.has(FrameFlags::DIRTY) {
@@ -355,7 +403,10 @@ impl Kernel {
             }
             if self.events.enabled() {
                 let file = self.inode(id).path.clone();
-                self.events.emit(|| Event::CacheEvict { file, pgoff: PgOff(pg) });
+                self.events.emit(|| Event::CacheEvict {
+                    file,
+                    pgoff: PgOff(pg),
+                });
             }
             self.put_page(pfn);
         }
@@ -382,7 +433,10 @@ impl Kernel {
                 self.inodes[i].pages.remove(&pg);
                 if self.events.enabled() {
                     let file = self.inodes[i].path.clone();
-                    self.events.emit(|| Event::CacheEvict { file, pgoff: PgOff(pg) });
+                    self.events.emit(|| Event::CacheEvict {
+                        file,
+                        pgoff: PgOff(pg),
+                    });
                 }
                 self.put_page(pfn);
                 freed += 1;
@@ -403,7 +457,13 @@ impl Kernel {
 
 /// The sub-range of a VMA (`start`, first page `pgoff`, `pages` long) that maps file pages
 /// `[first, last]`.
-fn clip_to_pgoffs(start: VirtAddr, pgoff: u64, pages: u64, first: u64, last: u64) -> Option<(VirtAddr, VirtAddr)> {
+fn clip_to_pgoffs(
+    start: VirtAddr,
+    pgoff: u64,
+    pages: u64,
+    first: u64,
+    last: u64,
+) -> Option<(VirtAddr, VirtAddr)> {
     let lo = first.max(pgoff);
     let hi = last.min(pgoff + pages - 1);
     (lo <= hi).then(|| {

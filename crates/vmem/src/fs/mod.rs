@@ -48,7 +48,10 @@ pub enum FileKind {
 impl FileKind {
     /// Whether `mmap` works on it (Linux: the file has an `->mmap` operation).
     pub fn mappable(self) -> bool {
-        matches!(self, FileKind::Regular | FileKind::DevZero | FileKind::Shmem)
+        matches!(
+            self,
+            FileKind::Regular | FileKind::DevZero | FileKind::Shmem
+        )
     }
 }
 
@@ -100,10 +103,16 @@ pub struct OpenFile {
 impl OpenFile {
     /// Open for reading.
     pub fn readable(&self) -> bool {
-        matches!(self.flags & 3, crate::consts::O_RDONLY | crate::consts::O_RDWR)
+        matches!(
+            self.flags & 3,
+            crate::consts::O_RDONLY | crate::consts::O_RDWR
+        )
     }
     /// Open for writing.
     pub fn writable(&self) -> bool {
-        matches!(self.flags & 3, crate::consts::O_WRONLY | crate::consts::O_RDWR)
+        matches!(
+            self.flags & 3,
+            crate::consts::O_WRONLY | crate::consts::O_RDWR
+        )
     }
 }

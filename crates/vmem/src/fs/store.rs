@@ -95,7 +95,8 @@ impl Store for MemStore {
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        let off = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let off =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let end = off
             .checked_add(buf.len())
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -110,7 +111,10 @@ impl Store for MemStore {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+        self.bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resize(len, 0);
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {

@@ -95,10 +95,20 @@ impl Kernel {
 
     /// `open(path, flags, mode)`: opens (or creates) a real file; returns the lowest free
     /// descriptor.
-    pub fn open(&mut self, pid: Pid, path: impl AsRef<Path>, flags: i32, mode: u32) -> SysResult<Fd> {
+    pub fn open(
+        &mut self,
+        pid: Pid,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mode: u32,
+    ) -> SysResult<Fd> {
         let path = path.as_ref();
         let r = self.do_open(pid, path, flags, mode);
-        self.trace_syscall(pid, || format!("open(\"{}\", {})", path.display(), open_flags_str(flags)), &r);
+        self.trace_syscall(
+            pid,
+            || format!("open(\"{}\", {})", path.display(), open_flags_str(flags)),
+            &r,
+        );
         r
     }
 
@@ -142,7 +152,8 @@ impl Kernel {
                 id
             }
             None => {
-                let (store, writable): (Box<dyn Store>, bool) = if read || kind != FileKind::Regular {
+                let (store, writable): (Box<dyn Store>, bool) = if read || kind != FileKind::Regular
+                {
                     (Box::new(host), write)
                 } else {
                     // Write-only: the cache still needs to read partial pages.
@@ -217,7 +228,11 @@ impl Kernel {
     /// of file). The bytes are copied out of the page cache.
     pub fn read(&mut self, pid: Pid, fd: Fd, count: usize) -> SysResult<Vec<u8>> {
         let r = self.do_read(pid, fd, count, None);
-        self.trace_syscall(pid, || format!("read({fd}, buf, {count})"), &r.as_ref().map(|v| v.len()).map_err(|e| *e));
+        self.trace_syscall(
+            pid,
+            || format!("read({fd}, buf, {count})"),
+            &r.as_ref().map(|v| v.len()).map_err(|e| *e),
+        );
         r
     }
 
@@ -228,7 +243,11 @@ impl Kernel {
         } else {
             self.do_read(pid, fd, count, Some(offset as u64))
         };
-        self.trace_syscall(pid, || format!("pread({fd}, buf, {count}, {offset})"), &r.as_ref().map(|v| v.len()).map_err(|e| *e));
+        self.trace_syscall(
+            pid,
+            || format!("pread({fd}, buf, {count}, {offset})"),
+            &r.as_ref().map(|v| v.len()).map_err(|e| *e),
+        );
         r
     }
 
@@ -253,16 +272,19 @@ impl Kernel {
                     let last = (pos + n as u64 - 1) >> PAGE_SHIFT;
                     for pg in first..=last {
                         if self.find_get_page(Some(pid), id, PgOff(pg)).is_none() {
-                            self.read_pages(Some(pid), id, pg, last - pg + 1).map_err(|e| match e {
-                                crate::cache::PageError::NoMemory => Errno::ENOMEM,
-                                _ => Errno::EIO,
-                            })?;
+                            self.read_pages(Some(pid), id, pg, last - pg + 1).map_err(
+                                |e| match e {
+                                    crate::cache::PageError::NoMemory => Errno::ENOMEM,
+                                    _ => Errno::EIO,
+                                },
+                            )?;
                         }
                         let pfn = self.inode(id).pages[&pg];
                         let page_start = pg << PAGE_SHIFT;
                         let from = pos.max(page_start);
                         let to = (pos + n as u64).min(page_start + PAGE_SIZE);
-                        let src = &self.phys.frame_bytes(pfn)[(from - page_start) as usize..(to - page_start) as usize];
+                        let src = &self.phys.frame_bytes(pfn)
+                            [(from - page_start) as usize..(to - page_start) as usize];
                         out[(from - pos) as usize..(to - pos) as usize].copy_from_slice(src);
                     }
                 }
@@ -290,7 +312,11 @@ impl Kernel {
     /// page cache; the pages reach the disk at write-back (fsync, msync, sync, exit).
     pub fn write(&mut self, pid: Pid, fd: Fd, data: &[u8]) -> SysResult<usize> {
         let r = self.do_write(pid, fd, data, None);
-        self.trace_syscall(pid, || format!("write({fd}, {:?}, {})", preview(data), data.len()), &r);
+        self.trace_syscall(
+            pid,
+            || format!("write({fd}, {:?}, {})", preview(data), data.len()),
+            &r,
+        );
         r
     }
 
@@ -301,7 +327,17 @@ impl Kernel {
         } else {
             self.do_write(pid, fd, data, Some(offset as u64))
         };
-        self.trace_syscall(pid, || format!("pwrite({fd}, {:?}, {}, {offset})", preview(data), data.len()), &r);
+        self.trace_syscall(
+            pid,
+            || {
+                format!(
+                    "pwrite({fd}, {:?}, {}, {offset})",
+                    preview(data),
+                    data.len()
+                )
+            },
+            &r,
+        );
         r
     }
 
@@ -349,7 +385,8 @@ impl Kernel {
                     let whole = from == page_start && to == page_start + PAGE_SIZE;
                     if !whole && page_start < old_size {
                         // Partial page of existing data: read it first.
-                        self.read_pages(Some(pid), id, pg, 1).map_err(|_| Errno::EIO)?;
+                        self.read_pages(Some(pid), id, pg, 1)
+                            .map_err(|_| Errno::EIO)?;
                     } else {
                         let pfn = self
                             .alloc_frame(crate::hw::phys::FrameFlags::PAGE_CACHE)
@@ -364,7 +401,8 @@ impl Kernel {
                     self.inode(id).pages[&pg]
                 }
             };
-            let dst = &mut self.phys.frame_bytes_mut(pfn)[(from - page_start) as usize..(to - page_start) as usize];
+            let dst = &mut self.phys.frame_bytes_mut(pfn)
+                [(from - page_start) as usize..(to - page_start) as usize];
             dst.copy_from_slice(&data[(from - pos) as usize..(to - pos) as usize]);
             self.set_page_dirty(pfn);
         }
@@ -465,7 +503,9 @@ impl Kernel {
             let fid = self.fd_file(pid, fd)?;
             let id = self.file(fid).inode;
             match self.inode(id).kind {
-                FileKind::Regular | FileKind::Directory => self.writeback_range(id, 0, u64::MAX, true),
+                FileKind::Regular | FileKind::Directory => {
+                    self.writeback_range(id, 0, u64::MAX, true)
+                }
                 _ => Err(Errno::EINVAL),
             }
         })();
@@ -525,4 +565,3 @@ pub fn open_flags_str(flags: i32) -> String {
     }
     parts.join("|")
 }
-

@@ -76,7 +76,10 @@ pub fn translate(
     if let Some(e) = tlb.lookup(ctx.asid, vpn) {
         let ok = match access {
             Access::Read => true,
-            Access::Write => e.flags & (TlbEntry::WRITABLE | TlbEntry::DIRTY) == (TlbEntry::WRITABLE | TlbEntry::DIRTY),
+            Access::Write => {
+                e.flags & (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+                    == (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+            }
             Access::Exec => e.flags & TlbEntry::NX == 0,
         };
         if ok {
@@ -95,7 +98,8 @@ pub fn translate(
         events.emit(|| Event::TlbMiss { va });
     }
     counters.page_walks += 1;
-    let leaf = walk(phys, geom, ctx.root, va, events).map_err(|level| HwFault::NotPresent { level })?;
+    let leaf =
+        walk(phys, geom, ctx.root, va, events).map_err(|level| HwFault::NotPresent { level })?;
     let pte = leaf.pte;
     let allowed = pte.user()
         && match access {

@@ -109,7 +109,10 @@ impl PhysMem {
     /// Returns a frame to the free list.
     pub fn free(&mut self, pfn: Pfn) {
         let meta = &mut self.frames[pfn.index()];
-        debug_assert!(meta.flags.has(FrameFlags::ALLOCATED), "double free of {pfn:?}");
+        debug_assert!(
+            meta.flags.has(FrameFlags::ALLOCATED),
+            "double free of {pfn:?}"
+        );
         debug_assert!(!meta.flags.has(FrameFlags::RESERVED | FrameFlags::ZERO));
         *meta = FrameMeta::default();
         self.free.push(pfn.0 as u32);
@@ -151,8 +154,7 @@ impl PhysMem {
     pub fn copy_frame(&mut self, from: Pfn, to: Pfn) {
         let src = (from.0 << PAGE_SHIFT) as usize;
         let dst = (to.0 << PAGE_SHIFT) as usize;
-        self.bytes
-            .copy_within(src..src + PAGE_SIZE as usize, dst);
+        self.bytes.copy_within(src..src + PAGE_SIZE as usize, dst);
     }
 
     /// Reads `buf.len()` bytes at `pa` (must lie in RAM).

@@ -49,7 +49,13 @@ fn page_error(va: VirtAddr, e: PageError) -> Signal {
 
 impl Kernel {
     /// Resolves a fault the MMU reported for `access` at `va`, or returns the signal.
-    pub(crate) fn handle_mm_fault(&mut self, pid: Pid, va: VirtAddr, access: Access, hw: HwFault) -> Result<(), Signal> {
+    pub(crate) fn handle_mm_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        hw: HwFault,
+    ) -> Result<(), Signal> {
         self.events.emit(|| Event::FaultBegin {
             pid,
             va,
@@ -67,18 +73,39 @@ impl Kernel {
                     if matches!(kind, FaultKind::CowFault | FaultKind::WpCopy) {
                         p.stats.cow_faults += 1;
                     }
-                    if matches!(kind, FaultKind::WpCopy | FaultKind::WpReuse | FaultKind::WpShared) {
+                    if matches!(
+                        kind,
+                        FaultKind::WpCopy | FaultKind::WpReuse | FaultKind::WpShared
+                    ) {
                         p.stats.wp_faults += 1;
                     }
                 }
-                self.events.emit(|| Event::Fault { pid, va, kind, major });
+                self.events.emit(|| Event::Fault {
+                    pid,
+                    va,
+                    kind,
+                    major,
+                });
                 Ok(())
             }
-            Err(sig) => Err(self.deliver(pid, sig)),
+            Err(sig) => {
+                // si_addr is the faulting address itself, not its page.
+                let sig = match sig {
+                    Signal::Bus { code, .. } => Signal::Bus { addr: va, code },
+                    Signal::OomKill { .. } => Signal::OomKill { addr: va },
+                    s => s,
+                };
+                Err(self.deliver(pid, sig))
+            }
         }
     }
 
-    fn do_fault(&mut self, pid: Pid, va: VirtAddr, access: Access) -> Result<(FaultKind, bool), Signal> {
+    fn do_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<(FaultKind, bool), Signal> {
         let vma = self
             .proc_ref(pid)
             .ok()
@@ -109,14 +136,21 @@ impl Kernel {
             }
             // A PROT_NONE entry the VMA now allows: make it present again.
             let restored = Pte::new(pte.pfn(), pte_flags(&vma, false) | (pte.0 & Pte::WRITABLE));
-            self.set_pte(pid, page, restored).map_err(|_| Signal::OomKill { addr: va })?;
+            self.set_pte(pid, page, restored)
+                .map_err(|_| Signal::OomKill { addr: va })?;
             return Ok((FaultKind::Spurious, false));
         }
         self.flush_tlb_page(pid, page);
         Ok((FaultKind::Spurious, false))
     }
 
-    fn do_pte_missing(&mut self, pid: Pid, va: VirtAddr, access: Access, vma: &Vma) -> Result<(FaultKind, bool), Signal> {
+    fn do_pte_missing(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        vma: &Vma,
+    ) -> Result<(FaultKind, bool), Signal> {
         match vma.backing {
             Backing::Anon => self.do_anonymous_page(pid, va, access, vma),
             Backing::File(id) => {
@@ -156,7 +190,13 @@ impl Kernel {
     }
 
     /// Linux `do_anonymous_page`.
-    fn do_anonymous_page(&mut self, pid: Pid, va: VirtAddr, access: Access, vma: &Vma) -> Result<(FaultKind, bool), Signal> {
+    fn do_anonymous_page(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        vma: &Vma,
+    ) -> Result<(FaultKind, bool), Signal> {
         if access != Access::Write {
             let zero = self.zero_pfn;
             self.install(pid, va, zero, pte_flags(vma, false))?;
@@ -179,7 +219,13 @@ impl Kernel {
     }
 
     /// Linux `do_read_fault`: map the cache page read-only, then fault around it.
-    fn do_read_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+    fn do_read_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        id: InodeId,
+    ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
             .filemap_fault(pid, id, pgoff, vma.flags)
@@ -240,7 +286,13 @@ impl Kernel {
     }
 
     /// Linux `do_cow_fault`: a private write to a file page copies it into a new frame.
-    fn do_cow_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+    fn do_cow_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        id: InodeId,
+    ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (src, major) = self
             .filemap_fault(pid, id, pgoff, vma.flags)
@@ -252,12 +304,23 @@ impl Kernel {
             return Err(s);
         }
         self.live_mm_rss(pid, 0, 1);
-        self.events.emit(|| Event::CowCopy { pid, va, from: src, to: new });
+        self.events.emit(|| Event::CowCopy {
+            pid,
+            va,
+            from: src,
+            to: new,
+        });
         Ok((FaultKind::CowFault, major))
     }
 
     /// Linux `do_shared_fault`: a shared write maps the cache page writable and dirties it.
-    fn do_shared_fault(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) -> Result<(FaultKind, bool), Signal> {
+    fn do_shared_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        id: InodeId,
+    ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
             .filemap_fault(pid, id, pgoff, vma.flags)
@@ -273,7 +336,13 @@ impl Kernel {
     }
 
     /// Linux `do_wp_page`: a write to a present, write-protected page of a writable VMA.
-    fn do_wp_page(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, pte: Pte) -> Result<(FaultKind, bool), Signal> {
+    fn do_wp_page(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        pte: Pte,
+    ) -> Result<(FaultKind, bool), Signal> {
         let old = pte.pfn();
         let meta = *self.phys.meta(old);
         if vma.is_shared() {
@@ -305,14 +374,25 @@ impl Kernel {
             self.live_mm_rss(pid, 0, 1);
         }
         self.put_page(old);
-        self.events.emit(|| Event::CowCopy { pid, va, from: old, to: new });
+        self.events.emit(|| Event::CowCopy {
+            pid,
+            va,
+            from: old,
+            to: new,
+        });
         Ok((FaultKind::WpCopy, false))
     }
 
     /// Faults in every page of `[start, end)` as `populate` does (MAP_POPULATE,
     /// MADV_POPULATE_*): write faults for writable private mappings, read faults otherwise.
     /// Stops at the first page that cannot be faulted in.
-    pub(crate) fn populate_range(&mut self, pid: Pid, start: VirtAddr, end: VirtAddr, write: bool) -> Result<(), Signal> {
+    pub(crate) fn populate_range(
+        &mut self,
+        pid: Pid,
+        start: VirtAddr,
+        end: VirtAddr,
+        write: bool,
+    ) -> Result<(), Signal> {
         let mut a = start;
         while a < end {
             let access = if write { Access::Write } else { Access::Read };

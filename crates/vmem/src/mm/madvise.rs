@@ -69,7 +69,11 @@ impl Kernel {
     /// `madvise(addr, len, advice)`.
     pub fn madvise(&mut self, pid: Pid, addr: VirtAddr, len: u64, advice: i32) -> SysResult<()> {
         let r = self.do_madvise(pid, addr, len, advice);
-        self.trace_syscall(pid, || format!("madvise({addr}, {len}, {})", advice_name(advice)), &r.map(|_| 0));
+        self.trace_syscall(
+            pid,
+            || format!("madvise({addr}, {len}, {})", advice_name(advice)),
+            &r.map(|_| 0),
+        );
         r
     }
 
@@ -111,14 +115,23 @@ impl Kernel {
         }
     }
 
-    fn madvise_vma(&mut self, pid: Pid, v: Vma, start: VirtAddr, end: VirtAddr, advice: i32) -> SysResult<()> {
+    fn madvise_vma(
+        &mut self,
+        pid: Pid,
+        v: Vma,
+        start: VirtAddr,
+        end: VirtAddr,
+        advice: i32,
+    ) -> SysResult<()> {
         let set_flags = |k: &mut Kernel, set: u32, clear: u32| {
             let Ok(p) = k.proc_mut(pid) else { return };
             p.mm.split_at(start);
             p.mm.split_at(end);
             let mut key = start.0;
             while key < end.0 {
-                let Some(vma) = p.mm.vmas.get_mut(&key) else { break };
+                let Some(vma) = p.mm.vmas.get_mut(&key) else {
+                    break;
+                };
                 vma.flags = (vma.flags & !clear) | set;
                 key = vma.end.0;
             }
@@ -181,10 +194,11 @@ impl Kernel {
                 if write && !v.writable() || !write && !v.readable() {
                     return Err(Errno::EINVAL);
                 }
-                self.populate_range(pid, start, end, write).map_err(|s| match s {
-                    Signal::OomKill { .. } => Errno::ENOMEM,
-                    _ => Errno::EFAULT,
-                })?;
+                self.populate_range(pid, start, end, write)
+                    .map_err(|s| match s {
+                        Signal::OomKill { .. } => Errno::ENOMEM,
+                        _ => Errno::EFAULT,
+                    })?;
             }
             _ => return Err(Errno::EINVAL),
         }

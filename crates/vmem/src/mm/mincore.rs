@@ -14,7 +14,11 @@ impl Kernel {
     /// `mincore(addr, len)`: the residency vector.
     pub fn mincore(&mut self, pid: Pid, addr: VirtAddr, len: u64) -> SysResult<Vec<u8>> {
         let r = self.do_mincore(pid, addr, len);
-        self.trace_syscall(pid, || format!("mincore({addr}, {len}, vec)"), &r.as_ref().map(|_| 0).map_err(|e| *e));
+        self.trace_syscall(
+            pid,
+            || format!("mincore({addr}, {len}, vec)"),
+            &r.as_ref().map(|_| 0).map_err(|e| *e),
+        );
         r
     }
 
@@ -30,7 +34,12 @@ impl Kernel {
         let mut out = Vec::with_capacity(pages as usize);
         let mut va = start;
         for _ in 0..pages {
-            let v = self.proc_ref(pid)?.mm.find_vma(va).copied().ok_or(Errno::ENOMEM)?;
+            let v = self
+                .proc_ref(pid)?
+                .mm
+                .find_vma(va)
+                .copied()
+                .ok_or(Errno::ENOMEM)?;
             let pte = self.pte_of(pid, va);
             let resident = if pte.has_frame() {
                 true

@@ -19,14 +19,27 @@ use crate::process::Pid;
 impl Kernel {
     /// `mmap(addr, len, prot, flags, fd, offset)`: returns the start of the new mapping.
     #[allow(clippy::too_many_arguments)]
-    pub fn mmap(&mut self, pid: Pid, addr: VirtAddr, len: u64, prot: i32, flags: i32, fd: Fd, offset: i64) -> SysResult<VirtAddr> {
+    pub fn mmap(
+        &mut self,
+        pid: Pid,
+        addr: VirtAddr,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: Fd,
+        offset: i64,
+    ) -> SysResult<VirtAddr> {
         let r = self.do_mmap(pid, addr, len, prot, flags, fd, offset);
         self.trace_syscall(
             pid,
             || {
                 format!(
                     "mmap({}, {len}, {}, {}, {fd}, {offset})",
-                    if addr.0 == 0 { "NULL".to_string() } else { addr.to_string() },
+                    if addr.0 == 0 {
+                        "NULL".to_string()
+                    } else {
+                        addr.to_string()
+                    },
                     prot_str(prot),
                     map_flags_str(flags)
                 )
@@ -37,7 +50,16 @@ impl Kernel {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn do_mmap(&mut self, pid: Pid, addr: VirtAddr, len: u64, prot: i32, mut flags: i32, fd: Fd, offset: i64) -> SysResult<VirtAddr> {
+    fn do_mmap(
+        &mut self,
+        pid: Pid,
+        addr: VirtAddr,
+        len: u64,
+        prot: i32,
+        mut flags: i32,
+        fd: Fd,
+        offset: i64,
+    ) -> SysResult<VirtAddr> {
         self.proc_ref(pid)?;
         // arch sys_mmap: the offset must be page aligned before anything else.
         if offset as u64 & PAGE_MASK != 0 {
@@ -52,7 +74,11 @@ impl Kernel {
         };
         if flags & MAP_HUGETLB != 0 {
             // No huge pages are reserved on this machine (vm.nr_hugepages = 0).
-            return Err(if file.is_some() { Errno::EINVAL } else { Errno::ENOMEM });
+            return Err(if file.is_some() {
+                Errno::EINVAL
+            } else {
+                Errno::ENOMEM
+            });
         }
         // do_mmap.
         if len == 0 {
@@ -87,11 +113,17 @@ impl Kernel {
             vm_flags |= vm::LOCKED;
         }
         let backing;
+        let mut anon_file = None;
         let mut vma_pgoff = PgOff(pgoff);
         match file {
             Some(f) => {
                 let inode = f.inode;
                 let kind = self.inode(inode).kind;
+                // file_mmap_ok: the mapped range must fit below the largest file offset.
+                let maxsize = i64::MAX as u64;
+                if len > maxsize || pgoff > (maxsize - len) >> PAGE_SHIFT {
+                    return Err(Errno::EOVERFLOW);
+                }
                 match flags & MAP_TYPE {
                     MAP_SHARED | MAP_SHARED_VALIDATE => {
                         if flags & MAP_TYPE == MAP_SHARED {
@@ -136,7 +168,7 @@ impl Kernel {
                         vma_pgoff = PgOff(0);
                     } else {
                         backing = Backing::Anon;
-                        vma_pgoff = PgOff(start.0 >> PAGE_SHIFT);
+                        anon_file = Some(inode);
                     }
                 } else {
                     backing = Backing::File(inode);
@@ -174,6 +206,7 @@ impl Kernel {
             flags: vm_flags,
             backing,
             pgoff: vma_pgoff,
+            anon_file,
         };
         let merged = self.proc_mut(pid)?.mm.insert(vma);
         if self.events.enabled() {
@@ -196,6 +229,7 @@ impl Kernel {
     /// `/proc/pid/maps`-style description of a VMA's permissions and backing.
     pub(crate) fn describe_vma(&self, v: &Vma) -> String {
         let backing = match v.backing {
+            Backing::Anon if v.anon_file.is_some() => "anonymous (private /dev/zero)".to_string(),
             Backing::Anon => "anonymous".to_string(),
             Backing::File(i) => {
                 let ino = self.inode(i);
@@ -221,7 +255,13 @@ impl Kernel {
     }
 
     /// Linux `get_unmapped_area`: where a new mapping of `len` bytes goes.
-    pub(crate) fn get_unmapped_area(&self, pid: Pid, addr: VirtAddr, len: u64, flags: i32) -> SysResult<VirtAddr> {
+    pub(crate) fn get_unmapped_area(
+        &self,
+        pid: Pid,
+        addr: VirtAddr,
+        len: u64,
+        flags: i32,
+    ) -> SysResult<VirtAddr> {
         if len > TASK_SIZE {
             return Err(Errno::ENOMEM);
         }
@@ -271,7 +311,11 @@ pub fn prot_str(prot: i32) -> String {
         return "PROT_NONE".into();
     }
     let mut parts = Vec::new();
-    for (bit, name) in [(PROT_READ, "PROT_READ"), (PROT_WRITE, "PROT_WRITE"), (PROT_EXEC, "PROT_EXEC")] {
+    for (bit, name) in [
+        (PROT_READ, "PROT_READ"),
+        (PROT_WRITE, "PROT_WRITE"),
+        (PROT_EXEC, "PROT_EXEC"),
+    ] {
         if prot & bit != 0 {
             parts.push(name.to_string());
         }

@@ -23,7 +23,11 @@ impl Kernel {
     /// `mprotect(addr, len, prot)`.
     pub fn mprotect(&mut self, pid: Pid, addr: VirtAddr, len: u64, prot: i32) -> SysResult<()> {
         let r = self.do_mprotect(pid, addr, len, prot);
-        self.trace_syscall(pid, || format!("mprotect({addr}, {len}, {})", prot_str(prot)), &r.map(|_| 0));
+        self.trace_syscall(
+            pid,
+            || format!("mprotect({addr}, {len}, {})", prot_str(prot)),
+            &r.map(|_| 0),
+        );
         r
     }
 
@@ -45,11 +49,18 @@ impl Kernel {
         if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM) != 0 {
             return Err(Errno::EINVAL);
         }
-        let first = self.proc_ref(pid)?.mm.find_vma_after(start).copied().ok_or(Errno::ENOMEM)?;
+        let first = self
+            .proc_ref(pid)?
+            .mm
+            .find_vma_after(start)
+            .copied()
+            .ok_or(Errno::ENOMEM)?;
         if first.start > start {
             return Err(Errno::ENOMEM);
         }
-        if grows & PROT_GROWSUP != 0 || (grows & PROT_GROWSDOWN != 0 && first.flags & vm::GROWSDOWN == 0) {
+        if grows & PROT_GROWSUP != 0
+            || (grows & PROT_GROWSDOWN != 0 && first.flags & vm::GROWSDOWN == 0)
+        {
             return Err(Errno::EINVAL);
         }
         let newprot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
@@ -105,25 +116,36 @@ impl Kernel {
         let writable = v.writable();
         let exec = v.executable();
         let mut touched = Vec::new();
-        pgtable::for_each_pte(&mut self.phys, &geom, root, v.start, v.end, &mut |phys, va, slot, pte| {
-            if !pte.has_frame() {
-                return;
-            }
-            let mut n = pte;
-            if none {
-                n = n.without(Pte::PRESENT).with(Pte::PROTNONE);
-            } else {
-                n = n.without(Pte::PROTNONE).with(Pte::PRESENT);
-            }
-            if !writable {
-                n = n.without(Pte::WRITABLE);
-            }
-            n = if exec { n.without(Pte::NX) } else { n.with(Pte::NX) };
-            if n != pte {
-                phys.write_u64(slot, n.0);
-                touched.push(va);
-            }
-        });
+        pgtable::for_each_pte(
+            &mut self.phys,
+            &geom,
+            root,
+            v.start,
+            v.end,
+            &mut |phys, va, slot, pte| {
+                if !pte.has_frame() {
+                    return;
+                }
+                let mut n = pte;
+                if none {
+                    n = n.without(Pte::PRESENT).with(Pte::PROTNONE);
+                } else {
+                    n = n.without(Pte::PROTNONE).with(Pte::PRESENT);
+                }
+                if !writable {
+                    n = n.without(Pte::WRITABLE);
+                }
+                n = if exec {
+                    n.without(Pte::NX)
+                } else {
+                    n.with(Pte::NX)
+                };
+                if n != pte {
+                    phys.write_u64(slot, n.0);
+                    touched.push(va);
+                }
+            },
+        );
         for va in touched {
             self.tlb.flush_page(asid, va.vpn());
         }

@@ -20,13 +20,33 @@ use crate::process::Pid;
 
 impl Kernel {
     /// `mremap(old_addr, old_len, new_len, flags, new_addr)`: returns the mapping's address.
-    pub fn mremap(&mut self, pid: Pid, old: VirtAddr, old_len: u64, new_len: u64, flags: i32, new_addr: VirtAddr) -> SysResult<VirtAddr> {
+    pub fn mremap(
+        &mut self,
+        pid: Pid,
+        old: VirtAddr,
+        old_len: u64,
+        new_len: u64,
+        flags: i32,
+        new_addr: VirtAddr,
+    ) -> SysResult<VirtAddr> {
         let r = self.do_mremap(pid, old, old_len, new_len, flags, new_addr);
-        self.trace_syscall(pid, || format!("mremap({old}, {old_len}, {new_len}, {flags}, {new_addr})"), &r);
+        self.trace_syscall(
+            pid,
+            || format!("mremap({old}, {old_len}, {new_len}, {flags}, {new_addr})"),
+            &r,
+        );
         r
     }
 
-    fn do_mremap(&mut self, pid: Pid, old: VirtAddr, old_len: u64, new_len: u64, flags: i32, new_addr: VirtAddr) -> SysResult<VirtAddr> {
+    fn do_mremap(
+        &mut self,
+        pid: Pid,
+        old: VirtAddr,
+        old_len: u64,
+        new_len: u64,
+        flags: i32,
+        new_addr: VirtAddr,
+    ) -> SysResult<VirtAddr> {
         self.proc_ref(pid)?;
         if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
             return Err(Errno::EINVAL);
@@ -51,7 +71,12 @@ impl Kernel {
 
         if old_len == 0 {
             // Duplicate a shared mapping.
-            let v = self.proc_ref(pid)?.mm.find_vma(old).copied().ok_or(Errno::EFAULT)?;
+            let v = self
+                .proc_ref(pid)?
+                .mm
+                .find_vma(old)
+                .copied()
+                .ok_or(Errno::EFAULT)?;
             if !v.is_mayshare() {
                 return Err(Errno::EINVAL);
             }
@@ -76,7 +101,15 @@ impl Kernel {
             if old_len > new_len {
                 self.unmap_range(pid, old.add(new_len), old.add(old_len));
             }
-            self.move_vma(pid, &v, old, keep, dst, new_len, flags & MREMAP_DONTUNMAP != 0);
+            self.move_vma(
+                pid,
+                &v,
+                old,
+                keep,
+                dst,
+                new_len,
+                flags & MREMAP_DONTUNMAP != 0,
+            );
             return Ok(dst);
         }
 
@@ -116,20 +149,41 @@ impl Kernel {
             return Err(Errno::ENOMEM);
         }
         let dst = self.get_unmapped_area(pid, VirtAddr(0), new_len, 0)?;
-        self.move_vma(pid, &v, old, old_len, dst, new_len, flags & MREMAP_DONTUNMAP != 0);
+        self.move_vma(
+            pid,
+            &v,
+            old,
+            old_len,
+            dst,
+            new_len,
+            flags & MREMAP_DONTUNMAP != 0,
+        );
         Ok(dst)
     }
 
     /// The VMA that holds all of `[old, old + len)`; EFAULT if none does.
     fn mremap_source(&self, pid: Pid, old: VirtAddr, len: u64) -> SysResult<Vma> {
-        let v = self.proc_ref(pid)?.mm.find_vma(old).copied().ok_or(Errno::EFAULT)?;
+        let v = self
+            .proc_ref(pid)?
+            .mm
+            .find_vma(old)
+            .copied()
+            .ok_or(Errno::EFAULT)?;
         if old.checked_add(len).is_none_or(|e| e > v.end) {
             return Err(Errno::EFAULT);
         }
         Ok(v)
     }
 
-    fn mremap_destination(&mut self, pid: Pid, flags: i32, new_addr: VirtAddr, new_len: u64, old: VirtAddr, old_len: u64) -> SysResult<VirtAddr> {
+    fn mremap_destination(
+        &mut self,
+        pid: Pid,
+        flags: i32,
+        new_addr: VirtAddr,
+        new_len: u64,
+        old: VirtAddr,
+        old_len: u64,
+    ) -> SysResult<VirtAddr> {
         if flags & MREMAP_FIXED == 0 {
             return self.get_unmapped_area(pid, VirtAddr(0), new_len, 0);
         }
@@ -161,7 +215,16 @@ impl Kernel {
     /// Linux `move_vma`: a VMA for `[dst, dst + new_len)` with the same backing, the PTEs
     /// of `[old, old + len)` carried over, and the old range removed (or left empty).
     #[allow(clippy::too_many_arguments)]
-    fn move_vma(&mut self, pid: Pid, v: &Vma, old: VirtAddr, len: u64, dst: VirtAddr, new_len: u64, dontunmap: bool) {
+    fn move_vma(
+        &mut self,
+        pid: Pid,
+        v: &Vma,
+        old: VirtAddr,
+        len: u64,
+        dst: VirtAddr,
+        new_len: u64,
+        dontunmap: bool,
+    ) {
         let geom = self.cfg.geometry;
         let new_vma = Vma {
             start: dst,
@@ -172,10 +235,17 @@ impl Kernel {
         let Ok(p) = self.proc_mut(pid) else { return };
         let (root, asid) = (p.mm.root, p.mm.asid);
         let mut moved: Vec<(VirtAddr, Pte)> = Vec::new();
-        pgtable::for_each_pte(&mut self.phys, &geom, root, old, old.add(len), &mut |phys, va, slot, pte| {
-            phys.write_u64(slot, 0);
-            moved.push((va, pte));
-        });
+        pgtable::for_each_pte(
+            &mut self.phys,
+            &geom,
+            root,
+            old,
+            old.add(len),
+            &mut |phys, va, slot, pte| {
+                phys.write_u64(slot, 0);
+                moved.push((va, pte));
+            },
+        );
         // The old range goes first so that the new VMA cannot merge with it.
         if !dontunmap {
             let p = self.proc_mut(pid).expect("live");

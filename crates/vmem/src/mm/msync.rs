@@ -17,7 +17,11 @@ impl Kernel {
     /// `msync(addr, len, flags)`.
     pub fn msync(&mut self, pid: Pid, addr: VirtAddr, len: u64, flags: i32) -> SysResult<()> {
         let r = self.do_msync(pid, addr, len, flags);
-        self.trace_syscall(pid, || format!("msync({addr}, {len}, {})", ms_flags_str(flags)), &r.map(|_| 0));
+        self.trace_syscall(
+            pid,
+            || format!("msync({addr}, {len}, {})", ms_flags_str(flags)),
+            &r.map(|_| 0),
+        );
         r
     }
 
@@ -72,7 +76,11 @@ impl Kernel {
 /// `MS_SYNC|MS_INVALIDATE` style rendering.
 pub fn ms_flags_str(flags: i32) -> String {
     let mut parts = Vec::new();
-    for (bit, name) in [(MS_ASYNC, "MS_ASYNC"), (MS_SYNC, "MS_SYNC"), (MS_INVALIDATE, "MS_INVALIDATE")] {
+    for (bit, name) in [
+        (MS_ASYNC, "MS_ASYNC"),
+        (MS_SYNC, "MS_SYNC"),
+        (MS_INVALIDATE, "MS_INVALIDATE"),
+    ] {
         if flags & bit != 0 {
             parts.push(name.to_string());
         }

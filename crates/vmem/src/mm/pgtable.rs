@@ -14,7 +14,12 @@ use crate::hw::pte::Pte;
 const TABLE_FLAGS: u64 = Pte::PRESENT | Pte::WRITABLE | Pte::USER;
 
 /// The physical address of the leaf entry for `va`, if every upper table exists.
-pub fn pte_slot(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Option<PhysAddr> {
+pub fn pte_slot(
+    phys: &PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+) -> Option<PhysAddr> {
     if va.0 >> geom.va_bits() != 0 {
         return None;
     }
@@ -100,7 +105,11 @@ fn visit(
     f: &mut dyn FnMut(&mut PhysMem, VirtAddr, PhysAddr, Pte),
 ) {
     let span = geom.span(level);
-    let first = if start > base { (start - base) / span } else { 0 };
+    let first = if start > base {
+        (start - base) / span
+    } else {
+        0
+    };
     for i in first..geom.entries() {
         let lo = base + i * span;
         if lo >= end {

@@ -68,6 +68,10 @@ pub struct Vma {
     pub backing: Backing,
     /// File page offset of `start` (for anonymous memory, `start`'s page number at creation).
     pub pgoff: PgOff,
+    /// The file the mapping was made through when it is nonetheless anonymous memory
+    /// (a private mapping of `/dev/zero`): Linux keeps it as `vm_file`, so it shows in
+    /// `/proc/pid/maps` and only merges with mappings of the same file.
+    pub anon_file: Option<InodeId>,
 }
 
 impl Vma {
@@ -141,6 +145,7 @@ impl Vma {
             && self.prot == next.prot
             && self.flags == next.flags
             && self.backing == next.backing
+            && self.anon_file == next.anon_file
             && self.pgoff.0 + self.pages() == next.pgoff.0
     }
     /// `rwxp`/`rwxs` as `/proc/pid/maps` prints them.
@@ -148,7 +153,11 @@ impl Vma {
         format!(
             "{}{}{}{}",
             if self.prot & PROT_READ != 0 { 'r' } else { '-' },
-            if self.prot & PROT_WRITE != 0 { 'w' } else { '-' },
+            if self.prot & PROT_WRITE != 0 {
+                'w'
+            } else {
+                '-'
+            },
             if self.prot & PROT_EXEC != 0 { 'x' } else { '-' },
             if self.is_mayshare() { 's' } else { 'p' },
         )
