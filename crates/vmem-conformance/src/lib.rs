@@ -506,3 +506,39 @@ pub const PROTS: [i32; 5] = [
     PROT_WRITE,
     PROT_READ | PROT_EXEC,
 ];
+
+/// The read-ahead window of the block device holding `path`, in pages, as the running
+/// kernel uses it for mmap read-around (`/sys/dev/block/MAJ:MIN/queue/read_ahead_kb`).
+pub fn host_read_ahead_pages(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    let base = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
+    for q in [
+        base.join("queue/read_ahead_kb"),
+        base.join("../queue/read_ahead_kb"),
+    ] {
+        if let Ok(s) = std::fs::read_to_string(&q) {
+            if let Ok(kb) = s.trim().parse::<u64>() {
+                return Some(kb / 4);
+            }
+        }
+    }
+    None
+}
+
+/// The machine configuration that mirrors the host's tunables for `dir`'s filesystem.
+pub fn host_like_config(dir: &Path) -> MachineConfig {
+    let mut cfg = MachineConfig::default();
+    if let Some(ra) = host_read_ahead_pages(dir) {
+        cfg.read_around_pages = ra;
+    }
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr") {
+        if let Ok(v) = s.trim().parse::<u64>() {
+            // The effective floor is the larger of the sysctl and CONFIG_LSM_MMAP_MIN_ADDR
+            // (65536 on this kernel), which only shows in behaviour.
+            cfg.mmap_min_addr = v.max(65536);
+        }
+    }
+    cfg
+}

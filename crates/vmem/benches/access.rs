@@ -28,7 +28,15 @@ fn resident_anon(ram: u64, bytes: u64) -> (Kernel, Pid, VirtAddr) {
     let mut k = Kernel::new(MachineConfig::with_ram(ram));
     let p = k.spawn().unwrap();
     let va = k
-        .mmap(p, VirtAddr(0), bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        .mmap(
+            p,
+            VirtAddr(0),
+            bytes,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+            -1,
+            0,
+        )
         .unwrap();
     (k, p, va)
 }
@@ -74,7 +82,15 @@ fn anon_write_fault(b: Bencher) {
             let mut k = Kernel::new(MachineConfig::with_ram(64 << 20));
             let p = k.spawn().unwrap();
             let va = k
-                .mmap(p, VirtAddr(0), FAULT_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                .mmap(
+                    p,
+                    VirtAddr(0),
+                    FAULT_PAGES * 4096,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
                 .unwrap();
             (k, p, va)
         })
@@ -101,7 +117,17 @@ fn file_read_fault_cached(b: Bencher) {
         .bench_local(|| {
             let p = k.spawn().unwrap();
             let fd = k.open(p, &path, O_RDONLY, 0).unwrap();
-            let va = k.mmap(p, VirtAddr(0), FAULT_PAGES * 4096, PROT_READ, MAP_SHARED, fd, 0).unwrap();
+            let va = k
+                .mmap(
+                    p,
+                    VirtAddr(0),
+                    FAULT_PAGES * 4096,
+                    PROT_READ,
+                    MAP_SHARED,
+                    fd,
+                    0,
+                )
+                .unwrap();
             let mut s = 0u64;
             for i in 0..FAULT_PAGES {
                 s += k.load_u8(p, va.add(i * 4096)).unwrap() as u64;

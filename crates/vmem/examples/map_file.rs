@@ -19,7 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             std::fs::create_dir_all(&tmp)?;
             let p = tmp.join("data.bin");
-            let text: Vec<u8> = (0..16 * 4096).map(|i| b"abcdefghijklmnopqrstuvwxyz\n"[i % 27]).collect();
+            let text: Vec<u8> = (0..16 * 4096)
+                .map(|i| b"abcdefghijklmnopqrstuvwxyz\n"[i % 27])
+                .collect();
             std::fs::write(&p, text)?;
             (p, true)
         }
@@ -31,11 +33,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut k = Kernel::new(MachineConfig::default());
     let p = k.spawn()?;
-    println!("== open and mmap {} ({len} bytes) with every step explained", path.display());
+    println!(
+        "== open and mmap {} ({len} bytes) with every step explained",
+        path.display()
+    );
     k.set_observer(Some(Box::new(PrintObserver)));
     let flags = if own { O_RDWR } else { O_RDONLY };
-    let fd = k.open(p, &path, flags, 0).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let prot = if own { PROT_READ | PROT_WRITE } else { PROT_READ };
+    let fd = k
+        .open(p, &path, flags, 0)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    let prot = if own {
+        PROT_READ | PROT_WRITE
+    } else {
+        PROT_READ
+    };
     let va = k.mmap(p, VirtAddr(0), len, prot, MAP_SHARED, fd, 0)?;
     println!("\n== first touch: load 16 bytes at {va}");
     let first = k.load_vec(p, va, 16.min(len as usize))?;
@@ -47,7 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n== reading the whole file through the mapping (events off)");
     let all = k.load_vec(p, va, len as usize)?;
     let on_disk = std::fs::read(&path)?;
-    println!("   {} bytes, identical to the file on disk: {}", all.len(), all == on_disk);
+    println!(
+        "   {} bytes, identical to the file on disk: {}",
+        all.len(),
+        all == on_disk
+    );
 
     if own {
         println!("\n== store through the shared mapping, then msync(MS_SYNC)");
@@ -56,13 +71,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         k.msync(p, va, len, MS_SYNC)?;
         k.set_observer(None);
         let back = std::fs::read(&path)?;
-        println!("   file on disk now has {:?} at offset 4096", String::from_utf8_lossy(&back[4096..4111]));
+        println!(
+            "   file on disk now has {:?} at offset 4096",
+            String::from_utf8_lossy(&back[4096..4111])
+        );
     }
 
     let s = k.process_stats(p)?;
     println!("\n== counters for pid {p}");
     println!("{s}");
-    println!("frames in use {} of {}", k.frames_in_use(), k.total_frames());
+    println!(
+        "frames in use {} of {}",
+        k.frames_in_use(),
+        k.total_frames()
+    );
     drop(k);
     if own {
         std::fs::remove_dir_all(&tmp)?;

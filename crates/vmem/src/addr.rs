@@ -49,6 +49,8 @@ macro_rules! addr_newtype {
                 self.0.checked_sub(n).map(Self)
             }
             /// `self + n` for callers that have already bounded `n` (panics in debug on overflow).
+            /// A method rather than `std::ops::Add`, so that unchecked sums stand out.
+            #[allow(clippy::should_implement_trait)]
             #[inline]
             pub fn add(self, n: u64) -> Self {
                 Self(self.0 + n)

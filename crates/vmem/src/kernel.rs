@@ -40,6 +40,7 @@ pub struct Kernel {
     pub(crate) kstats: Counters,
     next_asid: u16,
     next_mm_id: u32,
+    next_serial: u64,
     pub(crate) io_buf: Vec<u8>,
 }
 
@@ -81,6 +82,7 @@ impl Kernel {
             kstats: Counters::default(),
             next_asid: 1,
             next_mm_id: 1,
+            next_serial: 1,
             io_buf: Vec::new(),
         }
     }
@@ -124,6 +126,13 @@ impl Kernel {
             stats: Counters::default(),
         }));
         Ok(pid)
+    }
+
+    /// A fresh identity for an open file, a shmem object or an anon_vma (never reused).
+    pub(crate) fn next_file_serial(&mut self) -> u64 {
+        let s = self.next_serial;
+        self.next_serial += 1;
+        s
     }
 
     /// Live process ids.
@@ -186,19 +195,26 @@ impl Kernel {
             } else {
                 v.pgoff.byte_offset()
             };
+            // Linux show_map_vma: "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu ", then a
+            // name padded to column 73 (seq_pad). The host's st_dev is decoded as glibc's
+            // major()/minor() do.
+            let dev = dev_ino.0;
+            let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+            let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
             let line = format!(
-                "{:08x}-{:08x} {} {:08x} {:02x}:{:02x} {:<10}",
+                "{:08x}-{:08x} {} {:08x} {:02x}:{:02x} {} ",
                 v.start.0,
                 v.end.0,
                 v.perms(),
                 off,
-                (dev_ino.0 >> 8) & 0xfff,
-                dev_ino.0 & 0xff,
+                major,
+                minor,
                 dev_ino.1
             );
-            s.push_str(line.trim_end());
+            s.push_str(&line);
             if !path.is_empty() {
-                s.push_str("    ");
+                s.push_str(&" ".repeat(72usize.saturating_sub(line.len())));
+                s.push(' ');
                 s.push_str(&path);
             }
             s.push('\n');
@@ -470,12 +486,17 @@ impl Kernel {
     }
 
     /// Writes the leaf PTE for `va`, allocating tables; flushes the old translation.
-    pub(crate) fn set_pte(&mut self, pid: Pid, va: VirtAddr, pte: Pte) -> Result<(), ()> {
+    pub(crate) fn set_pte(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        pte: Pte,
+    ) -> Result<(), pgtable::OutOfFrames> {
         let geom = self.cfg.geometry;
         let root = self.live(pid).mm.root;
         let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
             Ok(r) => r,
-            Err(()) => {
+            Err(pgtable::OutOfFrames) => {
                 self.shrink_page_cache(32);
                 pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
             }

@@ -10,7 +10,17 @@ fn smoke() {
     let mut k = Kernel::default();
     let p = k.spawn().unwrap();
     let fd = k.open(p, &path, O_RDWR, 0).unwrap();
-    let va = k.mmap(p, VirtAddr(0), 100_000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0).unwrap();
+    let va = k
+        .mmap(
+            p,
+            VirtAddr(0),
+            100_000,
+            PROT_READ | PROT_WRITE,
+            MAP_SHARED,
+            fd,
+            0,
+        )
+        .unwrap();
     println!("{}", k.maps(p).unwrap());
     assert_eq!(k.stats().disk_reads, 0);
     let got = k.load_vec(p, va, 100_000).unwrap();
@@ -27,7 +37,17 @@ fn smoke() {
     println!("{e:?}");
     let e = k.load_vec(p, va.add(25 * 4096), 10);
     println!("{e:?}");
-    let a = k.mmap(p, VirtAddr(0), 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0).unwrap();
+    let a = k
+        .mmap(
+            p,
+            VirtAddr(0),
+            8192,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
     assert_eq!(k.load_u64(p, a).unwrap(), 0);
     k.store_u64(p, a.add(8), 42).unwrap();
     assert_eq!(k.load_u64(p, a.add(8)).unwrap(), 42);

@@ -15,7 +15,7 @@ use crate::hw::phys::FrameFlags;
 use crate::hw::pte::Pte;
 use crate::kernel::Kernel;
 use crate::mm::pgtable;
-use crate::mm::vma::vm;
+use crate::mm::vma::{vm, Vma};
 use crate::process::Pid;
 
 /// Why a page could not be provided to a fault.
@@ -189,15 +189,17 @@ impl Kernel {
         Ok(n)
     }
 
-    /// Finds or reads the page at `pgoff` for a fault (Linux `filemap_fault`): a cache
-    /// hit is a minor fault; a miss reads around the page (32 pages centred on it, or
-    /// forward for MADV_SEQUENTIAL, or the page alone for MADV_RANDOM) and is major.
+    /// Finds or reads the page at `pgoff` for a fault (Linux `filemap_fault` and
+    /// `do_sync_mmap_readahead`): a cache hit is a minor fault; a miss is major and reads
+    /// around the page: `read_around_pages` centred on it; forward from it for
+    /// MADV_SEQUENTIAL; forward from it, clipped to the VMA, for an executable mapping
+    /// (Linux 6.16+); the page alone for MADV_RANDOM.
     pub(crate) fn filemap_fault(
         &mut self,
         pid: Pid,
         id: InodeId,
         pgoff: PgOff,
-        vm_flags: u32,
+        vma: &Vma,
     ) -> Result<(Pfn, bool), PageError> {
         if pgoff.0 >= self.size_pages(id) {
             return Err(PageError::BeyondEof);
@@ -210,10 +212,14 @@ impl Kernel {
             return Ok((self.inode(id).pages[&pgoff.0], false));
         }
         let ra = self.cfg.read_around_pages.max(1);
+        let vm_flags = vma.flags;
         let (start, count) = if vm_flags & vm::RAND_READ != 0 {
             (pgoff.0, 1)
         } else if vm_flags & vm::SEQ_READ != 0 {
-            (pgoff.0, ra * 2)
+            (pgoff.0, ra)
+        } else if vma.executable() {
+            let vma_end = vma.pgoff.0 + vma.pages();
+            (pgoff.0, ra.min(vma_end - pgoff.0))
         } else {
             (pgoff.0.saturating_sub(ra / 2), ra)
         };

@@ -98,6 +98,9 @@ pub struct OpenFile {
     pub pos: u64,
     /// Descriptors referring to it.
     pub refs: u32,
+    /// A number no other open file description ever gets: VMAs mapped through it remember
+    /// it (Linux `vm_file`), and only VMAs of the same open file merge.
+    pub serial: u64,
 }
 
 impl OpenFile {

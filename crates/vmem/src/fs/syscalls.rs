@@ -185,6 +185,7 @@ impl Kernel {
             flags: flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY),
             pos: 0,
             refs: 1,
+            serial: self.next_file_serial(),
         };
         let fid = match self.files.iter().position(|f| f.is_none()) {
             Some(i) => {

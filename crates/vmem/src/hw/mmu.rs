@@ -62,6 +62,7 @@ pub struct Context {
 
 /// Translates `va` for `access` in `ctx`. Counts TLB hits/misses and walks in `counters`.
 #[inline]
+#[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
 pub fn translate(
     phys: &mut PhysMem,
     tlb: &mut Tlb,

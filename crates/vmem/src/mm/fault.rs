@@ -208,7 +208,33 @@ impl Kernel {
             return Err(s);
         }
         self.live_mm_rss(pid, 0, 1);
+        self.anon_vma_prepare(pid, va);
         Ok((FaultKind::AnonNewPage, false))
+    }
+
+    /// Gives the VMA at `va` an anon_vma if it has none (Linux `anon_vma_prepare`),
+    /// reusing a compatible neighbour's as `find_mergeable_anon_vma` does.
+    fn anon_vma_prepare(&mut self, pid: Pid, va: VirtAddr) {
+        let fresh = self.next_file_serial();
+        let Ok(p) = self.proc_mut(pid) else { return };
+        let Some(v) = p.mm.find_vma(va).copied() else {
+            return;
+        };
+        if v.anon_vma != 0 {
+            return;
+        }
+        let next = p.mm.vmas.get(&v.end.0).copied();
+        let prev = p.mm.vmas.range(..v.start.0).next_back().map(|(_, x)| *x);
+        let reuse = next
+            .filter(|n| v.anon_vma_compatible(n) && n.anon_vma != 0)
+            .map(|n| n.anon_vma)
+            .or_else(|| {
+                prev.filter(|pv| pv.anon_vma_compatible(&v) && pv.anon_vma != 0)
+                    .map(|pv| pv.anon_vma)
+            });
+        if let Some(vm) = p.mm.vmas.get_mut(&v.start.0) {
+            vm.anon_vma = reuse.unwrap_or(fresh);
+        }
     }
 
     fn live_mm_rss(&mut self, pid: Pid, file: i64, anon: i64) {
@@ -228,7 +254,7 @@ impl Kernel {
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
-            .filemap_fault(pid, id, pgoff, vma.flags)
+            .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
         self.get_page(pfn);
         if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, false)) {
@@ -295,7 +321,7 @@ impl Kernel {
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (src, major) = self
-            .filemap_fault(pid, id, pgoff, vma.flags)
+            .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
         let new = self.new_anon_frame(pid, va, false)?;
         self.phys.copy_frame(src, new);
@@ -323,7 +349,7 @@ impl Kernel {
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
-            .filemap_fault(pid, id, pgoff, vma.flags)
+            .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
         self.get_page(pfn);
         if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
@@ -374,6 +400,7 @@ impl Kernel {
             self.live_mm_rss(pid, 0, 1);
         }
         self.put_page(old);
+        self.anon_vma_prepare(pid, va);
         self.events.emit(|| Event::CowCopy {
             pid,
             va,

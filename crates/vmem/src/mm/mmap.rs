@@ -114,6 +114,7 @@ impl Kernel {
         }
         let backing;
         let mut anon_file = None;
+        let mut file_serial = 0;
         let mut vma_pgoff = PgOff(pgoff);
         match file {
             Some(f) => {
@@ -164,14 +165,17 @@ impl Kernel {
                     // /dev/zero: private is anonymous memory, shared is a fresh shmem object.
                     if vm_flags & vm::MAYSHARE != 0 {
                         let shm = self.new_shmem_inode(len);
+                        file_serial = self.next_file_serial();
                         backing = Backing::File(shm);
                         vma_pgoff = PgOff(0);
                     } else {
                         backing = Backing::Anon;
                         anon_file = Some(inode);
+                        file_serial = f.serial;
                     }
                 } else {
                     backing = Backing::File(inode);
+                    file_serial = f.serial;
                 }
             }
             None => match flags & MAP_TYPE {
@@ -181,6 +185,7 @@ impl Kernel {
                     }
                     vm_flags |= vm::SHARED | vm::MAYSHARE;
                     let shm = self.new_shmem_inode(len);
+                    file_serial = self.next_file_serial();
                     backing = Backing::File(shm);
                     vma_pgoff = PgOff(0);
                 }
@@ -207,7 +212,14 @@ impl Kernel {
             backing,
             pgoff: vma_pgoff,
             anon_file,
+            file_serial,
+            anon_vma: 0,
         };
+        // accountable_mapping: private writable memory is charged to the commit limit.
+        let mut vma = vma;
+        if vma.flags & (vm::NORESERVE | vm::SHARED) == 0 && vma.prot & PROT_WRITE != 0 {
+            vma.flags |= vm::ACCOUNT;
+        }
         let merged = self.proc_mut(pid)?.mm.insert(vma);
         if self.events.enabled() {
             let desc = self.describe_vma(&merged);

@@ -105,6 +105,7 @@ impl Mm {
             if cur.can_merge_with(&next) {
                 self.vmas.remove(&next.start.0);
                 cur.end = next.end;
+                cur.anon_vma = cur.anon_vma.max(next.anon_vma);
                 self.vmas.insert(cur.start.0, cur);
             }
         }
@@ -113,6 +114,7 @@ impl Mm {
             if prev.can_merge_with(&cur) {
                 self.vmas.remove(&cur.start.0);
                 prev.end = cur.end;
+                prev.anon_vma = prev.anon_vma.max(cur.anon_vma);
                 self.vmas.insert(prev.start.0, prev);
                 cur = prev;
             }

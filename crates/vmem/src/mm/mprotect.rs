@@ -91,6 +91,20 @@ impl Kernel {
         p.mm.split_at(start);
         p.mm.split_at(end);
         let v = p.mm.vmas.get_mut(&start.0).expect("split made this VMA");
+        // Commit accounting: private memory that becomes writable is charged (and keeps
+        // VM_ACCOUNT); anonymous memory that never had a page is uncharged again.
+        if prot & PROT_WRITE != 0 {
+            if v.prot & PROT_WRITE == 0 && v.flags & (vm::ACCOUNT | vm::SHARED | vm::NORESERVE) == 0
+            {
+                v.flags |= vm::ACCOUNT;
+            }
+        } else if v.flags & vm::ACCOUNT != 0
+            && v.is_anon()
+            && v.anon_file.is_none()
+            && v.anon_vma == 0
+        {
+            v.flags &= !vm::ACCOUNT;
+        }
         v.prot = prot;
         let v: Vma = *v;
         let merged = p.mm.merge_around(start);

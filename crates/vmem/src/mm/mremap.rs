@@ -95,21 +95,43 @@ impl Kernel {
         }
 
         if flags & MREMAP_FIXED != 0 {
-            let dst = self.mremap_destination(pid, flags, new_addr, new_len, old, old_len)?;
-            let v = self.mremap_source(pid, old, old_len)?;
+            // check_mremap_params: the destination's own checks come first.
+            if !new_addr.is_aligned() || new_addr.0 > TASK_SIZE - new_len {
+                return Err(Errno::EINVAL);
+            }
+            if new_addr.0 < old.0 + old_len && old.0 < new_addr.0 + new_len {
+                return Err(Errno::EINVAL);
+            }
+        }
+        // The old address must be mapped before anything is unmapped (vma_lookup: EFAULT).
+        self.proc_ref(pid)?.mm.find_vma(old).ok_or(Errno::EFAULT)?;
+
+        if flags & MREMAP_FIXED != 0 {
+            // Linux mremap_to: shrink the source first, then check it, then clear the
+            // destination, then move. Without a size change the source may span several
+            // VMAs (and the gaps between them); each moves to the same offset.
             let keep = old_len.min(new_len);
             if old_len > new_len {
                 self.unmap_range(pid, old.add(new_len), old.add(old_len));
             }
-            self.move_vma(
-                pid,
-                &v,
-                old,
-                keep,
-                dst,
-                new_len,
-                flags & MREMAP_DONTUNMAP != 0,
-            );
+            let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+            if old_len == new_len {
+                let p = self.proc_mut(pid)?;
+                p.mm.split_at(old);
+                p.mm.split_at(old.add(keep));
+                let pieces = p.mm.vmas_in(old, old.add(keep));
+                // Each VMA clears only its own destination: what lies opposite a gap in
+                // the source stays mapped.
+                for v in pieces {
+                    let to = new_addr.add(v.start.0 - old.0);
+                    self.unmap_range(pid, to, to.add(v.len()));
+                    self.move_vma(pid, &v, v.start, v.len(), to, v.len(), dontunmap);
+                }
+                return Ok(new_addr);
+            }
+            let v = self.mremap_source(pid, old, keep)?;
+            let dst = self.mremap_destination(pid, flags, new_addr, new_len, old, keep)?;
+            self.move_vma(pid, &v, old, keep, dst, new_len, dontunmap);
             return Ok(dst);
         }
 
@@ -226,10 +248,17 @@ impl Kernel {
         dontunmap: bool,
     ) {
         let geom = self.cfg.geometry;
+        // copy_vma: anonymous memory that never had a page takes the new address as its
+        // page offset, so that it can merge with its new neighbours.
+        let pgoff = if v.is_anon() && v.anon_file.is_none() && v.anon_vma == 0 {
+            crate::addr::PgOff(dst.0 >> PAGE_SHIFT)
+        } else {
+            v.pgoff_of(old)
+        };
         let new_vma = Vma {
             start: dst,
             end: dst.add(new_len),
-            pgoff: v.pgoff_of(old),
+            pgoff,
             ..*v
         };
         let Ok(p) = self.proc_mut(pid) else { return };

@@ -4,7 +4,9 @@
 //! file mapping in the range to the real file (pwrite) and fsyncs it; MS_ASYNC is a no-op
 //! (since Linux 2.6.19 dirty pages are already tracked and written back in time);
 //! MS_INVALIDATE is accepted (the page cache is coherent) but refused with EBUSY on
-//! locked memory. A hole in the range is ENOMEM, after the mapped parts are synced.
+//! locked memory. A hole in the range is ENOMEM: with exactly MS_SYNC the call stops at
+//! the hole (what lies before it was synced, what lies after it is not); with other flags
+//! the rest of the range is still processed.
 
 use crate::addr::{page_align_up, VirtAddr, PAGE_SHIFT};
 use crate::consts::*;
@@ -48,6 +50,11 @@ impl Kernel {
                 return Err(Errno::ENOMEM);
             };
             if cur < v.start {
+                // Linux: with exactly MS_SYNC a hole ends the call at once; the
+                // mappings after it are not synced.
+                if flags == MS_SYNC {
+                    return Err(Errno::ENOMEM);
+                }
                 unmapped_error = Err(Errno::ENOMEM);
                 cur = v.start;
                 if cur >= end {

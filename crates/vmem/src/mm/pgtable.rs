@@ -47,14 +47,18 @@ pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) 
     }
 }
 
-/// The leaf entry slot for `va`, allocating missing tables. `Err(())` when RAM has no
+/// No frame was free for a page table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OutOfFrames;
+
+/// The leaf entry slot for `va`, allocating missing tables. `Err(OutOfFrames)` when RAM has no
 /// frame for a table; `Ok((slot, tables_allocated))` otherwise.
 pub fn pte_slot_alloc(
     phys: &mut PhysMem,
     geom: &PagingGeometry,
     root: Pfn,
     va: VirtAddr,
-) -> Result<(PhysAddr, u64), ()> {
+) -> Result<(PhysAddr, u64), OutOfFrames> {
     let mut table = root;
     let mut level = geom.levels - 1;
     let mut allocated = 0;
@@ -67,7 +71,9 @@ pub fn pte_slot_alloc(
         table = if e.present() {
             e.pfn()
         } else {
-            let t = phys.alloc_zeroed(FrameFlags::PAGE_TABLE).ok_or(())?;
+            let t = phys
+                .alloc_zeroed(FrameFlags::PAGE_TABLE)
+                .ok_or(OutOfFrames)?;
             phys.meta_mut(t).refcount = 1;
             phys.write_u64(entry_pa, Pte::new(t, TABLE_FLAGS).0);
             allocated += 1;

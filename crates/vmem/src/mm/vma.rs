@@ -51,6 +51,9 @@ pub mod vm {
     pub const NOHUGEPAGE: u32 = 1 << 14;
     /// MADV_MERGEABLE.
     pub const MERGEABLE: u32 = 1 << 15;
+    /// Private writable memory charged to the commit limit (Linux `VM_ACCOUNT`); it stays
+    /// after write access is removed, so it keeps such areas from merging with others.
+    pub const ACCOUNT: u32 = 1 << 16;
 }
 
 /// One virtual memory area.
@@ -72,6 +75,12 @@ pub struct Vma {
     /// (a private mapping of `/dev/zero`): Linux keeps it as `vm_file`, so it shows in
     /// `/proc/pid/maps` and only merges with mappings of the same file.
     pub anon_file: Option<InodeId>,
+    /// The open file description mapped (its serial; 0 for anonymous memory): Linux
+    /// merges only VMAs with the same `vm_file`.
+    pub file_serial: u64,
+    /// The anon_vma that the area's anonymous pages hang off (0: none yet). Set by the
+    /// first anonymous page; two areas with different ones never merge.
+    pub anon_vma: u64,
 }
 
 impl Vma {
@@ -146,6 +155,19 @@ impl Vma {
             && self.flags == next.flags
             && self.backing == next.backing
             && self.anon_file == next.anon_file
+            && self.file_serial == next.file_serial
+            && (self.anon_vma == 0 || next.anon_vma == 0 || self.anon_vma == next.anon_vma)
+            && self.pgoff.0 + self.pages() == next.pgoff.0
+    }
+
+    /// Whether `next` could share this area's anon_vma (Linux `anon_vma_compatible`):
+    /// adjacent and mergeable but for their protection.
+    pub fn anon_vma_compatible(&self, next: &Vma) -> bool {
+        self.end == next.start
+            && self.flags == next.flags
+            && self.backing == next.backing
+            && self.anon_file == next.anon_file
+            && self.file_serial == next.file_serial
             && self.pgoff.0 + self.pages() == next.pgoff.0
     }
     /// `rwxp`/`rwxs` as `/proc/pid/maps` prints them.
