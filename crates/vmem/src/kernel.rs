@@ -41,6 +41,9 @@ pub struct Kernel {
     next_asid: u16,
     next_mm_id: u32,
     next_serial: u64,
+    /// Read-ahead state per open file description (by serial; it outlives `close` while
+    /// a mapping still uses the file, as `struct file` does).
+    pub(crate) ra: HashMap<u64, crate::cache::readahead::RaState>,
     pub(crate) io_buf: Vec<u8>,
 }
 
@@ -83,6 +86,7 @@ impl Kernel {
             next_asid: 1,
             next_mm_id: 1,
             next_serial: 1,
+            ra: HashMap::new(),
             io_buf: Vec::new(),
         }
     }

@@ -7,6 +7,8 @@
 //! first (`page_mkclean`), truncation, dropping clean pages when RAM runs short, and the
 //! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`].
 
+pub mod readahead;
+
 use crate::addr::{Pfn, PgOff, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::errno::{Errno, SysResult};
 use crate::events::Event;
@@ -89,12 +91,12 @@ impl Kernel {
         let mut pg = start;
         let mut total = 0;
         while pg < end {
-            if self.inode(id).pages.contains_key(&pg) {
+            if self.inode(id).has_entry(pg) {
                 pg += 1;
                 continue;
             }
             let run_start = pg;
-            while pg < end && !self.inode(id).pages.contains_key(&pg) {
+            while pg < end && !self.inode(id).has_entry(pg) {
                 pg += 1;
             }
             total += self.read_run(pid, id, run_start, pg - run_start)?;
@@ -189,6 +191,22 @@ impl Kernel {
         Ok(n)
     }
 
+    /// The up-to-date cached page at `pg`, reading it from the file now if it is missing
+    /// or not up to date (Linux `filemap_read_folio`).
+    pub(crate) fn read_page_now(
+        &mut self,
+        pid: Option<Pid>,
+        id: InodeId,
+        pg: u64,
+    ) -> Result<Pfn, PageError> {
+        self.inode_mut(id).stale.remove(&pg);
+        if let Some(&pfn) = self.inode(id).pages.get(&pg) {
+            return Ok(pfn);
+        }
+        self.read_run(pid, id, pg, 1)?;
+        self.inode(id).pages.get(&pg).copied().ok_or(PageError::Io)
+    }
+
     /// Finds or reads the page at `pgoff` for a fault (Linux `filemap_fault` and
     /// `do_sync_mmap_readahead`): a cache hit is a minor fault; a miss is major and reads
     /// around the page: `read_around_pages` centred on it; forward from it for
@@ -204,30 +222,57 @@ impl Kernel {
         if pgoff.0 >= self.size_pages(id) {
             return Err(PageError::BeyondEof);
         }
+        if self.inode(id).stale.contains(&pgoff.0) {
+            // In the cache but not up to date: read it; not a major fault (Linux
+            // filemap_fault's page_not_uptodate path).
+            return Ok((self.read_page_now(Some(pid), id, pgoff.0)?, false));
+        }
         if let Some(pfn) = self.find_get_page(Some(pid), id, pgoff) {
+            // do_async_mmap_readahead: reaching the mark starts the next window.
+            if vma.flags & vm::RAND_READ == 0 && self.page_readahead(id, pgoff.0) {
+                let n = self
+                    .page_cache_async_ra(Some(pid), id, vma.file_serial, pgoff.0, 1)
+                    .unwrap_or(0);
+                if let Ok(p) = self.proc_mut(pid) {
+                    p.stats.readahead_pages += n;
+                }
+            }
             return Ok((pfn, false));
         }
         if self.inode(id).kind == FileKind::Shmem {
             self.read_pages(Some(pid), id, pgoff.0, 1)?;
             return Ok((self.inode(id).pages[&pgoff.0], false));
         }
-        let ra = self.cfg.read_around_pages.max(1);
-        let vm_flags = vma.flags;
-        let (start, count) = if vm_flags & vm::RAND_READ != 0 {
-            (pgoff.0, 1)
-        } else if vm_flags & vm::SEQ_READ != 0 {
-            (pgoff.0, ra)
-        } else if vma.executable() {
-            let vma_end = vma.pgoff.0 + vma.pages();
-            (pgoff.0, ra.min(vma_end - pgoff.0))
-        } else {
-            (pgoff.0.saturating_sub(ra / 2), ra)
-        };
-        // One request for the whole window; if RAM is too short for it, the faulting
-        // page alone.
-        let mut read = self.read_pages(Some(pid), id, start, count).unwrap_or(0);
+        // do_sync_mmap_readahead. If RAM is too short for the window, the faulting page
+        // alone is read below.
+        let ra = self.cfg.read_around_pages;
+        let serial = vma.file_serial;
+        let mut read = 0;
+        if vma.flags & vm::RAND_READ == 0 && ra > 0 {
+            read = if vma.flags & vm::SEQ_READ != 0 {
+                self.page_cache_sync_ra(Some(pid), id, serial, pgoff.0, ra)
+            } else {
+                let (start, size, async_size) = if vma.executable() {
+                    // Executable memory: forward from the fault, clipped to the VMA, no
+                    // asynchronous part (Linux 6.16+).
+                    let vma_end = vma.pgoff.0 + vma.pages();
+                    (pgoff.0, ra.min(vma_end - pgoff.0), 0)
+                } else {
+                    // mmap read-around: a window centred on the fault.
+                    (pgoff.0.saturating_sub(ra / 2), ra, ra / 4)
+                };
+                let mut st = self.ra_state(serial);
+                st.start = start;
+                st.size = size;
+                st.async_size = async_size;
+                self.set_ra_state(serial, st);
+                self.ra_submit(Some(pid), id, start, size, async_size)
+            }
+            .unwrap_or(0);
+        }
         if !self.inode(id).pages.contains_key(&pgoff.0) {
-            read += self.read_pages(Some(pid), id, pgoff.0, 1)?;
+            self.read_page_now(Some(pid), id, pgoff.0)?;
+            read += 1;
         }
         if let Ok(p) = self.proc_mut(pid) {
             p.stats.readahead_pages += read.saturating_sub(1);
@@ -395,6 +440,7 @@ impl Kernel {
 
     /// Drops every cached page of `id` from `from` on (they must be unmapped already).
     pub(crate) fn truncate_inode_pages(&mut self, id: InodeId, from: u64) {
+        let _ = self.inode_mut(id).stale.split_off(&from);
         let gone: Vec<(u64, Pfn)> = self
             .inode(id)
             .pages
@@ -457,6 +503,9 @@ impl Kernel {
     /// Drops every clean, unmapped page-cache page (`echo 1 > /proc/sys/vm/drop_caches`).
     /// Returns the pages dropped.
     pub fn drop_caches(&mut self) -> u64 {
+        for ino in &mut self.inodes {
+            ino.stale.clear();
+        }
         self.shrink_page_cache(usize::MAX) as u64
     }
 }

@@ -73,6 +73,17 @@ pub struct Inode {
     pub pages: BTreeMap<u64, Pfn>,
     /// Pages in `pages` that are dirty.
     pub nr_dirty: u64,
+    /// Pages present in the cache but not up to date (no data read yet): ext4 leaves one
+    /// behind at a truncate that ends mid-page. Read-ahead skips them as present;
+    /// `mincore` reports them as not resident; the first use reads them.
+    pub stale: std::collections::BTreeSet<u64>,
+}
+
+impl Inode {
+    /// Whether the page cache has an entry at `pg`, up to date or not.
+    pub fn has_entry(&self, pg: u64) -> bool {
+        self.pages.contains_key(&pg) || self.stale.contains(&pg)
+    }
 }
 
 impl std::fmt::Debug for Inode {

@@ -89,6 +89,7 @@ impl Kernel {
             size,
             pages: BTreeMap::new(),
             nr_dirty: 0,
+            stale: Default::default(),
         });
         id
     }
@@ -172,6 +173,7 @@ impl Kernel {
                     size: md.len(),
                     pages: BTreeMap::new(),
                     nr_dirty: 0,
+                    stale: Default::default(),
                 });
                 self.inode_index.insert(key, id);
                 id
@@ -265,29 +267,11 @@ impl Kernel {
             FileKind::DevZero => vec![0; count],
             FileKind::Regular => {
                 let pos = at.unwrap_or(f.pos);
-                let size = self.inode(id).size;
-                let n = (size.saturating_sub(pos)).min(count as u64) as usize;
-                let mut out = vec![0u8; n];
-                if n > 0 {
-                    let first = pos >> PAGE_SHIFT;
-                    let last = (pos + n as u64 - 1) >> PAGE_SHIFT;
-                    for pg in first..=last {
-                        if self.find_get_page(Some(pid), id, PgOff(pg)).is_none() {
-                            self.read_pages(Some(pid), id, pg, last - pg + 1).map_err(
-                                |e| match e {
-                                    crate::cache::PageError::NoMemory => Errno::ENOMEM,
-                                    _ => Errno::EIO,
-                                },
-                            )?;
-                        }
-                        let pfn = self.inode(id).pages[&pg];
-                        let page_start = pg << PAGE_SHIFT;
-                        let from = pos.max(page_start);
-                        let to = (pos + n as u64).min(page_start + PAGE_SIZE);
-                        let src = &self.phys.frame_bytes(pfn)
-                            [(from - page_start) as usize..(to - page_start) as usize];
-                        out[(from - pos) as usize..(to - pos) as usize].copy_from_slice(src);
-                    }
+                let out = self.filemap_read(pid, id, f.serial, pos, count)?;
+                if !out.is_empty() {
+                    let mut ra = self.ra_state(f.serial);
+                    ra.prev_pos = (pos + out.len() as u64) as i64;
+                    self.set_ra_state(f.serial, ra);
                 }
                 out
             }
@@ -306,6 +290,80 @@ impl Kernel {
             self.file_mut(fid).pos += out.len() as u64;
         }
         self.proc_mut(pid)?.stats.copied_to_user += out.len() as u64;
+        Ok(out)
+    }
+
+    /// Linux `filemap_read`: copies `count` bytes at `pos` out of the page cache, reading
+    /// missing pages with read-ahead (`filemap_get_pages`: a synchronous window when the
+    /// next page is missing, the asynchronous one when the last page found carries the
+    /// read-ahead mark).
+    fn filemap_read(
+        &mut self,
+        pid: Pid,
+        id: InodeId,
+        serial: u64,
+        pos: u64,
+        count: usize,
+    ) -> SysResult<Vec<u8>> {
+        let size = self.inode(id).size;
+        let n = (size.saturating_sub(pos)).min(count as u64) as usize;
+        let mut out = vec![0u8; n];
+        let io = |e: crate::cache::PageError| match e {
+            crate::cache::PageError::NoMemory => Errno::ENOMEM,
+            _ => Errno::EIO,
+        };
+        let end = pos + n as u64;
+        // The request as the caller made it, not clipped to the file (Linux last_index).
+        let last_index = (pos + count as u64).div_ceil(PAGE_SIZE);
+        let mut cur = pos;
+        let mut ra_pages = 0;
+        while cur < end {
+            let index = cur >> PAGE_SHIFT;
+            let batch_len = |k: &Kernel| {
+                let ino = k.inode(id);
+                (index..last_index)
+                    .take_while(|i| ino.has_entry(*i))
+                    .count() as u64
+            };
+            let mut batch = batch_len(self);
+            let hit = batch > 0;
+            if !hit {
+                self.find_get_page(Some(pid), id, PgOff(index));
+                ra_pages += self
+                    .page_cache_sync_ra(Some(pid), id, serial, index, last_index - index)
+                    .map_err(io)?;
+                batch = batch_len(self);
+                if batch == 0 {
+                    self.read_page_now(Some(pid), id, index).map_err(io)?;
+                    ra_pages += 1;
+                    batch = 1;
+                }
+            } else {
+                self.find_get_page(Some(pid), id, PgOff(index));
+            }
+            let last = index + batch - 1;
+            if self.page_readahead(id, last) {
+                ra_pages += self
+                    .page_cache_async_ra(Some(pid), id, serial, last, last_index - last)
+                    .unwrap_or(0);
+            }
+            for pg in index..=last {
+                let page_start = pg << PAGE_SHIFT;
+                if page_start >= end {
+                    break;
+                }
+                let pfn = self.read_page_now(Some(pid), id, pg).map_err(io)?;
+                let from = cur.max(page_start);
+                let to = end.min(page_start + PAGE_SIZE);
+                let src = &self.phys.frame_bytes(pfn)
+                    [(from - page_start) as usize..(to - page_start) as usize];
+                out[(from - pos) as usize..(to - pos) as usize].copy_from_slice(src);
+                cur = to;
+            }
+        }
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.readahead_pages += ra_pages;
+        }
         Ok(out)
     }
 
@@ -386,9 +444,10 @@ impl Kernel {
                     let whole = from == page_start && to == page_start + PAGE_SIZE;
                     if !whole && page_start < old_size {
                         // Partial page of existing data: read it first.
-                        self.read_pages(Some(pid), id, pg, 1)
+                        self.read_page_now(Some(pid), id, pg)
                             .map_err(|_| Errno::EIO)?;
                     } else {
+                        self.inode_mut(id).stale.remove(&pg);
                         let pfn = self
                             .alloc_frame(crate::hw::phys::FrameFlags::PAGE_CACHE)
                             .ok_or(Errno::ENOMEM)?;
@@ -492,6 +551,25 @@ impl Kernel {
                 if let Some(&pfn) = self.inode(id).pages.get(&(new >> PAGE_SHIFT)) {
                     let keep = (new % PAGE_SIZE) as usize;
                     self.phys.frame_bytes_mut(pfn)[keep..].fill(0);
+                }
+            }
+        }
+        // ext4_block_truncate_page: when the end of file falls inside a block (the old end
+        // on growth, the new one on shrink), ext4 zeroes the block past it through the page
+        // cache. A cached page is zeroed and dirtied; an uncached one is left in the cache
+        // as an entry that is not up to date (measured on this machine's ext4: mincore
+        // shows 0 for it and the next read-ahead stops short of it).
+        let edge = if new > old { old } else { new };
+        if new != old && edge % PAGE_SIZE != 0 && self.inode(id).kind == FileKind::Regular {
+            let pg = edge >> PAGE_SHIFT;
+            match self.inode(id).pages.get(&pg).copied() {
+                Some(pfn) => {
+                    let keep = (edge % PAGE_SIZE) as usize;
+                    self.phys.frame_bytes_mut(pfn)[keep..].fill(0);
+                    self.set_page_dirty(pfn);
+                }
+                None => {
+                    self.inode_mut(id).stale.insert(pg);
                 }
             }
         }

@@ -26,6 +26,9 @@ impl FrameFlags {
     pub const DIRTY: u16 = 1 << 5;
     /// Reserved by the machine (frame 0).
     pub const RESERVED: u16 = 1 << 6;
+    /// Read-ahead mark: reaching this page starts the next asynchronous window
+    /// (Linux `PG_readahead`).
+    pub const READAHEAD: u16 = 1 << 7;
 
     /// Whether `bit` is set.
     #[inline]

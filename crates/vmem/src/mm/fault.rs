@@ -284,7 +284,15 @@ impl Kernel {
             if a != va && !self.pte_of(pid, a).has_frame() {
                 let pgoff = vma.pgoff_of(a);
                 if pgoff.0 < size_pages {
-                    if let Some(pfn) = self.inode(id).pages.get(&pgoff.0).copied() {
+                    // Pages carrying the read-ahead mark are left for a fault of their own, which
+                    // starts the next window (filemap_map_pages skips them).
+                    if let Some(pfn) = self
+                        .inode(id)
+                        .pages
+                        .get(&pgoff.0)
+                        .copied()
+                        .filter(|p| !self.phys.meta(*p).flags.has(FrameFlags::READAHEAD))
+                    {
                         self.get_page(pfn);
                         if self.install(pid, a, pfn, pte_flags(vma, false)).is_err() {
                             self.put_page(pfn);
@@ -330,6 +338,7 @@ impl Kernel {
             return Err(s);
         }
         self.live_mm_rss(pid, 0, 1);
+        self.anon_vma_prepare(pid, va);
         self.events.emit(|| Event::CowCopy {
             pid,
             va,

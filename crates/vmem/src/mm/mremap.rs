@@ -111,6 +111,10 @@ impl Kernel {
             // destination, then move. Without a size change the source may span several
             // VMAs (and the gaps between them); each moves to the same offset.
             let keep = old_len.min(new_len);
+            if old_len != new_len {
+                // The part that moves must lie in one VMA before anything changes.
+                self.mremap_source(pid, old, keep)?;
+            }
             if old_len > new_len {
                 self.unmap_range(pid, old.add(new_len), old.add(old_len));
             }
