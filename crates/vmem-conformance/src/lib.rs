@@ -145,6 +145,23 @@ pub enum Op {
     },
     /// The layout inside the window.
     Maps,
+    /// `fork()` in process 0; the result is the new process's number (1, 2, ...).
+    /// Only process 0 forks, and at most [`MAX_CHILDREN`] times.
+    Fork,
+    /// Later ops run in process `proc` (0 is the first process).
+    Switch {
+        proc: u8,
+    },
+    /// The current process (not 0) exits; process 0 becomes current.
+    Exit,
+}
+
+/// Most children a scenario may fork.
+pub const MAX_CHILDREN: usize = 3;
+
+/// The outcome for a process op the harness refuses (the same on both sides).
+pub(crate) fn harness_refusal(what: &str) -> Outcome {
+    Outcome::Err(format!("harness: {what}"))
 }
 
 /// What one op did, as a program observes it.
@@ -486,6 +503,14 @@ pub(crate) fn signal_outcome(s: &Signal) -> Outcome {
         sig: sig.into(),
         code: code.into(),
         addr: s.addr().0 as i64 - WINDOW_BASE as i64,
+    }
+}
+
+/// Marks a slot closed, so that later uses get EBADF on both sides even if the real
+/// process reuses the number for the harness's own pipes.
+pub(crate) fn close_slot(fds: &mut [i32], slot: u8) {
+    if let Some(f) = fds.get_mut(slot as usize) {
+        *f = 999;
     }
 }
 

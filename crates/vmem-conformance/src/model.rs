@@ -26,12 +26,54 @@ pub fn run(sc: &Scenario, dir: &Path, cfg: MachineConfig) -> Report {
             }
         }
     };
-    let mut fds: Vec<i32> = Vec::new();
+    // Processes by number: (pid, descriptor slots, alive).
+    let mut procs: Vec<(Pid, Vec<i32>, bool)> = vec![(p, Vec::new(), true)];
+    let mut cur = 0usize;
     let mut rep = Report::default();
     for op in &sc.ops {
-        let before = k.process_stats(p).unwrap_or_default();
-        let out = step(&mut k, p, dir, &mut fds, op);
-        let after = k.process_stats(p).unwrap_or_default();
+        let pid = procs[cur].0;
+        let before = k.process_stats(pid).unwrap_or_default();
+        let out = match op {
+            Op::Fork => {
+                if cur != 0 {
+                    harness_refusal("only process 0 forks")
+                } else if procs.len() > MAX_CHILDREN {
+                    harness_refusal("too many processes")
+                } else {
+                    match k.fork(pid) {
+                        Ok(c) => {
+                            let fds = procs[0].1.clone();
+                            procs.push((c, fds, true));
+                            Outcome::Val(procs.len() as i64 - 1)
+                        }
+                        Err(e) => Outcome::Err(e.name().into()),
+                    }
+                }
+            }
+            Op::Switch { proc } => match procs.get(*proc as usize) {
+                Some((_, _, true)) => {
+                    cur = *proc as usize;
+                    Outcome::Val(0)
+                }
+                _ => harness_refusal("no such process"),
+            },
+            Op::Exit => {
+                if cur == 0 {
+                    harness_refusal("process 0 does not exit")
+                } else {
+                    let _ = k.exit(pid);
+                    procs[cur].2 = false;
+                    cur = 0;
+                    Outcome::Val(0)
+                }
+            }
+            _ => step(&mut k, pid, dir, &mut procs[cur].1, op),
+        };
+        let after = if k.is_alive(pid) {
+            k.process_stats(pid).unwrap_or_default()
+        } else {
+            before
+        };
         rep.faults.push((
             after.minor_faults - before.minor_faults,
             after.major_faults - before.major_faults,
@@ -58,7 +100,10 @@ fn step(k: &mut Kernel, p: Pid, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outc
             }
             Err(e) => Outcome::Err(e.name().into()),
         },
-        Op::Close { fd } => res(k.close(p, slot_fd(fds, *fd)), |_| Outcome::Val(0)),
+        Op::Close { fd } => res(k.close(p, slot_fd(fds, *fd)), |_| {
+            close_slot(fds, *fd);
+            Outcome::Val(0)
+        }),
         Op::Read { fd, len } => res(k.read(p, slot_fd(fds, *fd), *len as usize), Outcome::Bytes),
         Op::Write { fd, data } => res(k.write(p, slot_fd(fds, *fd), data), |n| {
             Outcome::Val(n as i64)
@@ -125,6 +170,7 @@ fn step(k: &mut Kernel, p: Pid, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outc
             Err(s) => signal_outcome(&s),
         },
         Op::Maps => Outcome::Maps(parse_maps(&k.maps(p).unwrap_or_default(), dir)),
+        Op::Fork | Op::Switch { .. } | Op::Exit => harness_refusal("process op in step"),
     }
 }
 

@@ -146,32 +146,190 @@ fn child_main(sc: &Scenario, dir: &Path, out: i32) {
     }
     // SAFETY: unmapping the probe mapping we just made.
     unsafe { libc::munmap(probe, WINDOW_LEN as usize) };
+    install_fault_handler();
     prefault_stack();
     let mut fds: Vec<i32> = Vec::with_capacity(64);
     warm_up(sc, dir, &mut fds);
+    let mut kids: Vec<Kid> = Vec::new();
+    let mut cur = 0usize;
     for op in &sc.ops {
-        let before = rusage();
-        let (o, after) = match op {
-            // Direct loads go into a stack buffer so that no heap growth is counted.
-            Op::Load { addr, len } if sc.direct => {
-                let mut buf = [0u8; 256];
-                let p = WINDOW_BASE.wrapping_add(*addr) as *const u8;
-                for (i, b) in buf.iter_mut().take(*len as usize).enumerate() {
-                    // SAFETY: a direct scenario promises its loads do not fault.
-                    *b = unsafe { std::ptr::read_volatile(p.add(i)) };
+        let (o, faults) = match op {
+            Op::Fork => {
+                if cur != 0 {
+                    (harness_refusal("only process 0 forks"), (0, 0))
+                } else if kids.len() >= MAX_CHILDREN {
+                    (harness_refusal("too many processes"), (0, 0))
+                } else {
+                    let before = rusage();
+                    let o = match spawn_kid(sc, dir, &fds) {
+                        Ok(k) => {
+                            kids.push(k);
+                            Outcome::Val(kids.len() as i64)
+                        }
+                        Err(e) => Outcome::Err(errno_name(e.raw_os_error().unwrap_or(0))),
+                    };
+                    let after = rusage();
+                    (o, (after.0 - before.0, after.1 - before.1))
                 }
-                let after = rusage();
-                (Outcome::Bytes(buf[..*len as usize].to_vec()), after)
             }
-            _ => {
-                let o = step(sc, dir, &mut fds, op);
-                (o, rusage())
+            Op::Switch { proc } => {
+                let p = *proc as usize;
+                if p == 0 || kids.get(p - 1).is_some_and(|k| k.alive) {
+                    cur = p;
+                    (Outcome::Val(0), (0, 0))
+                } else {
+                    (harness_refusal("no such process"), (0, 0))
+                }
             }
+            Op::Exit => {
+                if cur == 0 {
+                    (harness_refusal("process 0 does not exit"), (0, 0))
+                } else {
+                    kids[cur - 1].exit();
+                    cur = 0;
+                    (Outcome::Val(0), (0, 0))
+                }
+            }
+            _ if cur == 0 => measured_step(sc, dir, &mut fds, op),
+            _ => kids[cur - 1].run(op),
         };
-        let line = serde_json::to_string(&(o, (after.0 - before.0, after.1 - before.1)))
-            .unwrap_or_default();
+        let line = serde_json::to_string(&(o, faults)).unwrap_or_default();
         if out.write_all(line.as_bytes()).is_err() || out.write_all(b"\n").is_err() {
+            break;
+        }
+    }
+    for k in &mut kids {
+        k.exit();
+    }
+}
+
+/// Runs one op in this process, counting the page faults it takes.
+fn measured_step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> (Outcome, (u64, u64)) {
+    let before = rusage();
+    let (o, after) = match op {
+        // Direct loads go into a stack buffer so that no heap growth is counted.
+        Op::Load { addr, len } if sc.direct => {
+            let mut buf = [0u8; 256];
+            let p = WINDOW_BASE.wrapping_add(*addr) as *const u8;
+            for (i, b) in buf.iter_mut().take(*len as usize).enumerate() {
+                // SAFETY: a direct scenario promises its loads do not fault.
+                *b = unsafe { std::ptr::read_volatile(p.add(i)) };
+            }
+            let after = rusage();
+            (Outcome::Bytes(buf[..*len as usize].to_vec()), after)
+        }
+        _ => {
+            let o = step(sc, dir, fds, op);
+            (o, rusage())
+        }
+    };
+    (o, (after.0 - before.0, after.1 - before.1))
+}
+
+/// A forked process of the scenario, driven through a pair of pipes.
+struct Kid {
+    pid: i32,
+    cmd: std::fs::File,
+    res: std::io::BufReader<std::fs::File>,
+    alive: bool,
+}
+
+impl Kid {
+    fn run(&mut self, op: &Op) -> (Outcome, (u64, u64)) {
+        let line = serde_json::to_string(op).unwrap_or_default();
+        if self
+            .cmd
+            .write_all(line.as_bytes())
+            .and_then(|_| self.cmd.write_all(b"\n"))
+            .is_err()
+        {
+            return (harness_refusal("child gone"), (0, 0));
+        }
+        let mut reply = String::new();
+        use std::io::BufRead as _;
+        match self.res.read_line(&mut reply) {
+            Ok(n) if n > 0 => {
+                serde_json::from_str(&reply).unwrap_or((harness_refusal("bad reply"), (0, 0)))
+            }
+            _ => (harness_refusal("child died"), (0, 0)),
+        }
+    }
+
+    fn exit(&mut self) {
+        if !self.alive {
             return;
+        }
+        let _ = self.run(&Op::Exit);
+        let mut st = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(self.pid, &mut st, 0) };
+        self.alive = false;
+    }
+}
+
+/// Forks a process that runs the ops it is sent, with a copy of the descriptor slots.
+fn spawn_kid(sc: &Scenario, dir: &Path, fds: &[i32]) -> io::Result<Kid> {
+    let mut cmd = [0i32; 2];
+    let mut res = [0i32; 2];
+    // SAFETY: each array has room for two descriptors.
+    if unsafe { libc::pipe(cmd.as_mut_ptr()) } != 0 || unsafe { libc::pipe(res.as_mut_ptr()) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: this process is single-threaded.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child: keep our ends, serve ops, leave without unwinding.
+        unsafe {
+            libc::close(cmd[1]);
+            libc::close(res[0]);
+            kid_loop(sc, dir, fds.to_vec(), cmd[0], res[1]);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: in the parent: close the child's ends; the Files own ours.
+    unsafe {
+        libc::close(cmd[0]);
+        libc::close(res[1]);
+        Ok(Kid {
+            pid,
+            cmd: std::fs::File::from_raw_fd(cmd[1]),
+            res: std::io::BufReader::new(std::fs::File::from_raw_fd(res[0])),
+            alive: true,
+        })
+    }
+}
+
+fn kid_loop(sc: &Scenario, dir: &Path, mut fds: Vec<i32>, cmd: i32, res: i32) {
+    use std::io::BufRead as _;
+    // SAFETY: the two descriptors are ours; the Files own them from here.
+    let (cmd, mut res) = unsafe {
+        (
+            std::fs::File::from_raw_fd(cmd),
+            std::fs::File::from_raw_fd(res),
+        )
+    };
+    for line in std::io::BufReader::new(cmd).lines() {
+        let Ok(line) = line else { break };
+        let Ok(op) = serde_json::from_str::<Op>(&line) else {
+            break;
+        };
+        let reply = if op == Op::Exit {
+            (Outcome::Val(0), (0, 0))
+        } else {
+            measured_step(sc, dir, &mut fds, &op)
+        };
+        let text = serde_json::to_string(&reply).unwrap_or_default();
+        if res
+            .write_all(text.as_bytes())
+            .and_then(|_| res.write_all(b"\n"))
+            .is_err()
+            || op == Op::Exit
+        {
+            break;
         }
     }
 }
@@ -228,7 +386,7 @@ fn prefault_stack() {
     std::hint::black_box(&buf);
 }
 
-fn step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
+fn step(_sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
     // SAFETY: each arm makes one syscall with arguments that are either plain integers
     // or pointers to buffers owned by this frame and large enough for the length passed.
     // Memory inside the window is only touched by `load_direct`/`store_direct`.
@@ -248,7 +406,13 @@ fn step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
                     Outcome::Val(fds.len() as i64 - 1)
                 }
             }
-            Op::Close { fd } => ret(libc::close(slot_fd(fds, *fd)) as i64),
+            Op::Close { fd } => {
+                let r = ret(libc::close(slot_fd(fds, *fd)) as i64);
+                if r == Outcome::Val(0) {
+                    close_slot(fds, *fd);
+                }
+                r
+            }
             Op::Read { fd, len } => {
                 let mut buf = vec![0u8; *len as usize];
                 let n = libc::read(slot_fd(fds, *fd), buf.as_mut_ptr().cast(), buf.len());
@@ -352,31 +516,9 @@ fn step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
                     Outcome::Bytes(v.into_iter().map(|b| b & 1).collect())
                 }
             }
-            Op::Load { addr, len } => {
-                if sc.direct {
-                    Outcome::Bytes(load_direct(*addr, *len as usize))
-                } else {
-                    let o = probe(*addr, *len as usize, None);
-                    if matches!(o, Outcome::Bytes(_)) {
-                        // Repeat it here so that its side effects (PTEs, the zero page,
-                        // page-cache fills) happen in this process as in the model.
-                        load_direct(*addr, *len as usize);
-                    }
-                    o
-                }
-            }
-            Op::Store { addr, data } => {
-                if sc.direct {
-                    store_direct(*addr, data);
-                    Outcome::Val(0)
-                } else {
-                    let o = probe(*addr, data.len(), Some(data));
-                    if o == Outcome::Val(0) {
-                        store_direct(*addr, data);
-                    }
-                    o
-                }
-            }
+            Op::Load { addr, len } => access(*addr, *len as usize, None),
+            Op::Store { addr, data } => access(*addr, data.len(), Some(data)),
+            Op::Fork | Op::Switch { .. } | Op::Exit => harness_refusal("process op in step"),
             Op::Maps => Outcome::Maps(parse_maps(
                 &std::fs::read_to_string("/proc/self/maps").unwrap_or_default(),
                 dir,
@@ -385,95 +527,123 @@ fn step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
     }
 }
 
-fn load_direct(addr: u64, len: usize) -> Vec<u8> {
-    let p = WINDOW_BASE.wrapping_add(addr) as *const u8;
-    // SAFETY: the caller (a direct scenario, or the probing grandchild) accepts that a bad
-    // address raises a signal; the pointer is only read, byte by byte, as the model does.
-    (0..len)
-        .map(|i| unsafe { std::ptr::read_volatile(p.add(i)) })
-        .collect()
+// In-process access probes. Each byte is loaded or stored by one instruction of a tiny
+// assembly routine; if it faults, the SIGSEGV/SIGBUS handler records the signal, its
+// si_code and si_addr, and resumes after that instruction. So a faulting access is seen
+// exactly as a program sees it, in the process itself (no fork: MADV_DONTFORK and
+// MADV_WIPEONFORK areas stay observable), and the sequence goes on.
+std::arch::global_asm!(
+    ".text",
+    ".globl vmem_probe_load",
+    "vmem_probe_load:",
+    "xor eax, eax",
+    ".globl vmem_probe_load_insn",
+    "vmem_probe_load_insn:",
+    "mov al, byte ptr [rdi]",
+    ".globl vmem_probe_load_resume",
+    "vmem_probe_load_resume:",
+    "ret",
+    ".globl vmem_probe_store",
+    "vmem_probe_store:",
+    ".globl vmem_probe_store_insn",
+    "vmem_probe_store_insn:",
+    "mov byte ptr [rdi], sil",
+    ".globl vmem_probe_store_resume",
+    "vmem_probe_store_resume:",
+    "ret",
+);
+
+extern "C" {
+    fn vmem_probe_load(p: *const u8) -> u8;
+    fn vmem_probe_store(p: *mut u8, v: u8);
+    static vmem_probe_load_insn: u8;
+    static vmem_probe_load_resume: u8;
+    static vmem_probe_store_insn: u8;
+    static vmem_probe_store_resume: u8;
 }
 
-fn store_direct(addr: u64, data: &[u8]) {
-    let p = WINDOW_BASE.wrapping_add(addr) as *mut u8;
-    for (i, b) in data.iter().enumerate() {
-        // SAFETY: as in `load_direct`: a bad address raises a signal, which is the point.
-        unsafe { std::ptr::write_volatile(p.add(i), *b) };
-    }
-}
+static FAULT_SIG: AtomicI32 = AtomicI32::new(0);
+static FAULT_CODE: AtomicI32 = AtomicI32::new(0);
+static FAULT_ADDR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-static PROBE_FD: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo; write and _exit are async-signal-safe.
+extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext; only atomics and the saved
+    // RIP are touched, which is async-signal-safe.
     unsafe {
-        let rec: [u64; 3] = [sig as u64, (*info).si_code as u64, (*info).si_addr() as u64];
-        libc::write(PROBE_FD.load(Ordering::Relaxed), rec.as_ptr().cast(), 24);
-        libc::_exit(0);
+        let uc = ctx as *mut libc::ucontext_t;
+        let rip = &mut (*uc).uc_mcontext.gregs[libc::REG_RIP as usize];
+        let at = *rip as usize;
+        let resume = if at == std::ptr::addr_of!(vmem_probe_load_insn) as usize {
+            std::ptr::addr_of!(vmem_probe_load_resume) as usize
+        } else if at == std::ptr::addr_of!(vmem_probe_store_insn) as usize {
+            std::ptr::addr_of!(vmem_probe_store_resume) as usize
+        } else {
+            // Not a probe: a real crash. Restore the default action and return, so the
+            // instruction faults again and the process dies with the signal.
+            libc::signal(sig, libc::SIG_DFL);
+            return;
+        };
+        FAULT_SIG.store(sig, Ordering::SeqCst);
+        FAULT_CODE.store((*info).si_code, Ordering::SeqCst);
+        FAULT_ADDR.store((*info).si_addr() as u64, Ordering::SeqCst);
+        *rip = resume as i64;
     }
 }
 
-/// Tries an access in a forked grandchild and reports what happened.
-fn probe(addr: u64, len: usize, store: Option<&[u8]>) -> Outcome {
-    let mut pipe = [0i32; 2];
-    // SAFETY: `pipe` has room for two descriptors.
-    if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
-        return Outcome::Err("probe pipe".into());
+/// Installs the probe handler for SIGSEGV and SIGBUS (inherited across fork).
+pub(crate) fn install_fault_handler() {
+    // SAFETY: a plain sigaction with a handler that only touches atomics and the context.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_fault as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
     }
-    // SAFETY: this process is single-threaded.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: in the grandchild: install the handlers, do the access, report, _exit.
-        unsafe {
-            libc::close(pipe[0]);
-            PROBE_FD.store(pipe[1], Ordering::Relaxed);
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_fault as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO;
-            libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());
-            libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
-            let mut msg = 0u64.to_le_bytes().to_vec();
-            match store {
-                Some(d) => store_direct(addr, d),
-                None => msg.extend(load_direct(addr, len)),
+}
+
+/// Loads (or stores `data`) byte by byte at window offset `addr`, stopping at the first
+/// byte that faults, as the model does.
+fn access(addr: u64, len: usize, data: Option<&[u8]>) -> Outcome {
+    let base = WINDOW_BASE.wrapping_add(addr);
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        FAULT_SIG.store(0, Ordering::SeqCst);
+        let p = base.wrapping_add(i as u64) as *mut u8;
+        // SAFETY: the probe routines touch one byte; a fault there is caught by
+        // `on_fault`, which resumes after the instruction.
+        let v = unsafe {
+            match data {
+                Some(d) => {
+                    vmem_probe_store(p, d[i]);
+                    0
+                }
+                None => vmem_probe_load(p),
             }
-            libc::write(pipe[1], msg.as_ptr().cast(), msg.len());
-            libc::_exit(0);
-        }
-    }
-    // SAFETY: parent: close the write end, read everything, reap the grandchild.
-    unsafe {
-        libc::close(pipe[1]);
-        let mut f = std::fs::File::from_raw_fd(pipe[0]);
-        let mut buf = Vec::new();
-        let _ = f.read_to_end(&mut buf);
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-        if buf.len() < 8 {
-            return Outcome::Err(format!("probe died (status {st})"));
-        }
-        let tag = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
-        if tag == 0 {
-            return match store {
-                Some(_) => Outcome::Val(0),
-                None => Outcome::Bytes(buf[8..].to_vec()),
+        };
+        let sig = FAULT_SIG.load(Ordering::SeqCst);
+        if sig != 0 {
+            let code = FAULT_CODE.load(Ordering::SeqCst);
+            let a = FAULT_ADDR.load(Ordering::SeqCst);
+            let (sig, code) = match (sig, code) {
+                (libc::SIGSEGV, 1) => ("SIGSEGV", "SEGV_MAPERR"),
+                (libc::SIGSEGV, 2) => ("SIGSEGV", "SEGV_ACCERR"),
+                (libc::SIGBUS, 2) => ("SIGBUS", "BUS_ADRERR"),
+                (libc::SIGBUS, 3) => ("SIGBUS", "BUS_OBJERR"),
+                (libc::SIGSEGV, _) => ("SIGSEGV", "other"),
+                (libc::SIGBUS, _) => ("SIGBUS", "other"),
+                _ => ("other", "other"),
+            };
+            return Outcome::Signal {
+                sig: sig.into(),
+                code: code.into(),
+                addr: a as i64 - WINDOW_BASE as i64,
             };
         }
-        let code = u64::from_le_bytes(buf[8..16].try_into().unwrap_or_default()) as i32;
-        let a = u64::from_le_bytes(buf[16..24].try_into().unwrap_or_default());
-        let (sig, code) = match (tag as i32, code) {
-            (libc::SIGSEGV, 1) => ("SIGSEGV", "SEGV_MAPERR"),
-            (libc::SIGSEGV, 2) => ("SIGSEGV", "SEGV_ACCERR"),
-            (libc::SIGBUS, 2) => ("SIGBUS", "BUS_ADRERR"),
-            (libc::SIGBUS, 3) => ("SIGBUS", "BUS_OBJERR"),
-            (libc::SIGSEGV, _) => ("SIGSEGV", "other"),
-            (libc::SIGBUS, _) => ("SIGBUS", "other"),
-            _ => ("other", "other"),
-        };
-        Outcome::Signal {
-            sig: sig.into(),
-            code: code.into(),
-            addr: a as i64 - WINDOW_BASE as i64,
-        }
+        out.push(v);
+    }
+    match data {
+        Some(_) => Outcome::Val(0),
+        None => Outcome::Bytes(out),
     }
 }

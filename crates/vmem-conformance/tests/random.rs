@@ -1,5 +1,6 @@
-//! Random conformance: property-based sequences of syscalls, loads and stores over a few
-//! small files and several mappings in a 16-page window, run on the real kernel and on the
+//! Random conformance: property-based sequences of syscalls, loads and stores, across
+//! fork into up to three children, over a few small files and several mappings in a
+//! 16-page window, run on the real kernel and on the
 //! model and compared on everything observable. A failing sequence is shrunk (proptest,
 //! then op-by-op removal) and printed as a numbered scenario to replay.
 //!
@@ -93,6 +94,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => fd().prop_map(|fd| Op::Fsync { fd }),
         1 => fd().prop_map(|fd| Op::Close { fd }),
         2 => Just(Op::Maps),
+        1 => Just(Op::Fork),
+        3 => (0u8..4).prop_map(|proc| Op::Switch { proc }),
+        1 => Just(Op::Exit),
     ]
 }
 

@@ -431,6 +431,18 @@ impl Kernel {
         let old_size = self.inode(id).size;
         if end > old_size {
             self.zero_tail_for_growth(id, old_size);
+            // A write that starts past the page holding the old end of file leaves that
+            // page zeroed past the old end: dirtied if cached, else an entry that is not
+            // up to date (ext4's pagecache_isize_extended, as measured on this machine).
+            let eof_page = old_size >> PAGE_SHIFT;
+            if old_size % PAGE_SIZE != 0 && pos >> PAGE_SHIFT > eof_page {
+                match self.inode(id).pages.get(&eof_page).copied() {
+                    Some(pfn) => self.set_page_dirty(pfn),
+                    None => {
+                        self.inode_mut(id).stale.insert(eof_page);
+                    }
+                }
+            }
         }
         let first = pos >> PAGE_SHIFT;
         let last = (end - 1) >> PAGE_SHIFT;

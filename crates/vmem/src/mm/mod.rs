@@ -8,6 +8,7 @@
 //! construction in [`pgtable`].
 
 pub mod fault;
+pub mod fork;
 pub mod madvise;
 pub mod mincore;
 pub mod mmap;
