@@ -125,6 +125,8 @@ impl Kernel {
                 rss_anon: 0,
                 pt_frames: 1,
                 mmap_base: TASK_SIZE - (128 << 20),
+                start_brk: VirtAddr(0),
+                brk: VirtAddr(0),
             },
             fds: Vec::new(),
             stats: Counters::default(),
@@ -192,7 +194,11 @@ impl Kernel {
                     };
                     (name, ino.dev_ino)
                 }
-                None => (String::new(), (0, 0)),
+                None => match v.special {
+                    crate::mm::vma::Special::Stack => ("[stack]".to_string(), (0, 0)),
+                    crate::mm::vma::Special::Heap => ("[heap]".to_string(), (0, 0)),
+                    crate::mm::vma::Special::None => (String::new(), (0, 0)),
+                },
             };
             let off = if v.is_anon() && v.anon_file.is_none() {
                 0

@@ -40,6 +40,7 @@ pub mod config;
 pub mod consts;
 pub mod errno;
 pub mod events;
+pub mod exec;
 pub mod fs;
 pub mod hw;
 pub mod kernel;

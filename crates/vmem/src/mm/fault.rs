@@ -110,6 +110,7 @@ impl Kernel {
             .proc_ref(pid)
             .ok()
             .and_then(|p| p.mm.find_vma(va).copied())
+            .or_else(|| self.expand_stack(pid, va))
             .ok_or(Signal::Segv {
                 addr: va,
                 code: SegvCode::MapErr,
@@ -142,6 +143,33 @@ impl Kernel {
         }
         self.flush_tlb_page(pid, page);
         Ok((FaultKind::Spurious, false))
+    }
+
+    /// Linux `expand_stack`: an access just below a grows-down area extends it, within
+    /// the stack limit and keeping the guard gap to the area below.
+    fn expand_stack(&mut self, pid: Pid, va: VirtAddr) -> Option<Vma> {
+        use crate::exec::{STACK_GUARD_GAP, STACK_LIMIT};
+        let p = self.proc_mut(pid).ok()?;
+        let next = *p.mm.find_vma_after(va)?;
+        if next.flags & crate::mm::vma::vm::GROWSDOWN == 0 || next.start <= va {
+            return None;
+        }
+        let new_start = va.page_down();
+        if next.end.0 - new_start.0 > STACK_LIMIT {
+            return None;
+        }
+        if let Some((_, prev)) = p.mm.vmas.range(..next.start.0).next_back() {
+            if prev.end.0.saturating_add(STACK_GUARD_GAP) > new_start.0 {
+                return None;
+            }
+        }
+        let mut grown = next;
+        grown.pgoff =
+            crate::addr::PgOff(next.pgoff.0 - ((next.start.0 - new_start.0) >> PAGE_SHIFT));
+        grown.start = new_start;
+        p.mm.vmas.remove(&next.start.0);
+        p.mm.vmas.insert(new_start.0, grown);
+        Some(grown)
     }
 
     fn do_pte_missing(

@@ -214,6 +214,7 @@ impl Kernel {
             anon_file,
             file_serial,
             anon_vma: 0,
+            special: Default::default(),
         };
         // accountable_mapping: private writable memory is charged to the commit limit.
         let mut vma = vma;

@@ -43,6 +43,10 @@ pub struct Mm {
     pub pt_frames: u64,
     /// Top of the area `mmap` searches downward from.
     pub mmap_base: u64,
+    /// Start of the brk heap (set by exec).
+    pub start_brk: VirtAddr,
+    /// Current end of the brk heap.
+    pub brk: VirtAddr,
 }
 
 impl Mm {

@@ -81,6 +81,20 @@ pub struct Vma {
     /// The anon_vma that the area's anonymous pages hang off (0: none yet). Set by the
     /// first anonymous page; two areas with different ones never merge.
     pub anon_vma: u64,
+    /// What `/proc/pid/maps` calls it when it is not a file: `[stack]`, `[heap]`.
+    pub special: Special,
+}
+
+/// Areas the kernel makes for a program, named in `/proc/pid/maps`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Special {
+    /// An ordinary mapping.
+    #[default]
+    None,
+    /// The main thread's stack, made by exec; it grows down on faults below it.
+    Stack,
+    /// The brk heap.
+    Heap,
 }
 
 impl Vma {
@@ -156,6 +170,7 @@ impl Vma {
             && self.backing == next.backing
             && self.anon_file == next.anon_file
             && self.file_serial == next.file_serial
+            && self.special == next.special
             && (self.anon_vma == 0 || next.anon_vma == 0 || self.anon_vma == next.anon_vma)
             && self.pgoff.0 + self.pages() == next.pgoff.0
     }
