@@ -81,6 +81,20 @@ pub struct MachineConfig {
     pub mmap_min_addr: u64,
     /// Most VMAs a process may have (Linux `vm.max_map_count`, 65530).
     pub max_map_count: usize,
+    /// Bytes of swap (0: none). Anonymous pages are only reclaimed when there is swap.
+    pub swap_bytes: u64,
+    /// Where the swap file goes (default: a new file in the system temp directory,
+    /// removed when the machine is dropped).
+    pub swap_path: Option<std::path::PathBuf>,
+    /// The page replacement policy.
+    pub policy: crate::reclaim::policy::PolicyKind,
+    /// Free frames below which reclaim starts (0: automatic, total/128, at least 8).
+    pub watermark_low: u64,
+    /// Free frames reclaim stops at (0: automatic, twice the low watermark).
+    pub watermark_high: u64,
+    /// Percent of RAM that dirty pages may reach before write-back starts (Linux
+    /// `vm.dirty_background_ratio`, 10).
+    pub dirty_background_ratio: u64,
 }
 
 impl Default for MachineConfig {
@@ -94,6 +108,12 @@ impl Default for MachineConfig {
             read_around_pages: 32,
             mmap_min_addr: 0x10000,
             max_map_count: 65530,
+            swap_bytes: 0,
+            swap_path: None,
+            policy: Default::default(),
+            watermark_low: 0,
+            watermark_high: 0,
+            dirty_background_ratio: 10,
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum FaultKind {
     WpReuse,
     /// Write to a present shared page: mark it dirty (`wp_page_shared`).
     WpShared,
+    /// The page was in swap: read it back (`do_swap_page`).
+    SwapIn,
     /// The PTE was already right; only the TLB was stale.
     Spurious,
 }
@@ -44,6 +46,7 @@ impl FaultKind {
             FaultKind::WpCopy => "wp_page_copy",
             FaultKind::WpReuse => "wp_page_reuse",
             FaultKind::WpShared => "wp_page_shared",
+            FaultKind::SwapIn => "do_swap_page",
             FaultKind::Spurious => "spurious fault",
         }
     }
@@ -206,6 +209,22 @@ pub enum Event {
         pid: Pid,
         /// The signal.
         signal: Signal,
+    },
+    /// Reclaim wrote an anonymous page to swap.
+    SwapOut {
+        /// The frame freed.
+        pfn: Pfn,
+        /// The swap slot.
+        slot: u64,
+    },
+    /// A fault read a page back from swap.
+    SwapIn {
+        /// Process.
+        pid: Pid,
+        /// Address.
+        va: VirtAddr,
+        /// The swap slot.
+        slot: u64,
     },
     /// A page left the page cache (truncate, invalidate, reclaim).
     CacheEvict {
@@ -370,6 +389,14 @@ impl std::fmt::Display for Event {
                 None => write!(f, "    [pid {pid}] TLB flush (all)"),
             },
             Event::Signal { pid, signal } => write!(f, "  [pid {pid}] {signal}"),
+            Event::SwapOut { pfn, slot } => write!(
+                f,
+                "    reclaim: frame 0x{:x} written to swap slot {slot}",
+                pfn.0
+            ),
+            Event::SwapIn { pid, va, slot } => {
+                write!(f, "    [pid {pid}] swap-in of {va} from slot {slot}")
+            }
             Event::CacheEvict { file, pgoff } => {
                 write!(f, "    page cache drops {file} page {}", pgoff.0)
             }

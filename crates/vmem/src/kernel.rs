@@ -45,6 +45,15 @@ pub struct Kernel {
     /// a mapping still uses the file, as `struct file` does).
     pub(crate) ra: HashMap<u64, crate::cache::readahead::RaState>,
     pub(crate) io_buf: Vec<u8>,
+    /// Stamp every access with `clock` (the exact-LRU policy needs it).
+    access_clock: bool,
+    clock: u32,
+    pub(crate) policy: Option<Box<dyn crate::reclaim::policy::ReplacementPolicy>>,
+    pub(crate) swap: Option<crate::reclaim::swap::SwapArea>,
+    /// Pages reclaim evicted from the page cache, to count refaults (inode, page).
+    pub(crate) shadow: std::collections::HashSet<(u32, u64)>,
+    pub(crate) in_reclaim: bool,
+    pub(crate) rng: u64,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -66,13 +75,38 @@ impl Default for Kernel {
 
 impl Kernel {
     /// Boots a machine.
+    ///
+    /// Panics if the configured swap file cannot be created; [`Kernel::try_new`] reports
+    /// that as an error instead.
     pub fn new(cfg: MachineConfig) -> Kernel {
+        match Kernel::try_new(cfg) {
+            Ok(k) => k,
+            Err(e) => panic!("vmem: cannot create the swap file: {e}"),
+        }
+    }
+
+    /// Boots a machine, creating its swap file if it has swap.
+    pub fn try_new(cfg: MachineConfig) -> std::io::Result<Kernel> {
+        static SWAP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let swap = if cfg.swap_bytes >= crate::addr::PAGE_SIZE {
+            let path = cfg.swap_path.clone().unwrap_or_else(|| {
+                let n = SWAP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::env::temp_dir().join(format!("vmem-swap-{}-{n}", std::process::id()))
+            });
+            Some(crate::reclaim::swap::SwapArea::create(
+                &path,
+                cfg.swap_bytes,
+            )?)
+        } else {
+            None
+        };
         let mut phys = PhysMem::new(cfg.ram_bytes);
         let zero_pfn = phys
             .alloc_zeroed(FrameFlags::ZERO)
             .expect("a new machine has free frames");
         let tlb = Tlb::new(cfg.tlb_sets, cfg.tlb_ways);
-        Kernel {
+        let cfg_policy = cfg.policy.build();
+        Ok(Kernel {
             cfg,
             phys,
             tlb,
@@ -88,7 +122,14 @@ impl Kernel {
             next_serial: 1,
             ra: HashMap::new(),
             io_buf: Vec::new(),
-        }
+            access_clock: cfg_policy.needs_access_clock(),
+            policy: Some(cfg_policy),
+            swap,
+            shadow: std::collections::HashSet::new(),
+            in_reclaim: false,
+            rng: 0x2545_f491_4f6c_dd1d,
+            clock: 0,
+        })
     }
 
     /// The configuration it was booted with.
@@ -320,7 +361,13 @@ impl Kernel {
                 &mut p.stats,
             );
             match r {
-                Ok(pa) => return Ok(pa),
+                Ok(pa) => {
+                    if self.access_clock {
+                        self.phys.meta_mut(pa.pfn()).last_use = self.clock;
+                        self.clock = self.clock.wrapping_add(1);
+                    }
+                    return Ok(pa);
+                }
                 Err(hw) => {
                     tries += 1;
                     if tries > 4 {
@@ -467,11 +514,44 @@ impl Kernel {
 
     /// Allocates a frame, dropping clean unmapped page-cache pages if RAM is full.
     pub(crate) fn alloc_frame(&mut self, flags: u16) -> Option<Pfn> {
+        let (low, high) = self.watermarks();
+        let free = self.phys.free_frames();
+        if free < low {
+            self.reclaim((high - free) as usize);
+        }
         if let Some(p) = self.phys.alloc(flags) {
             return Some(p);
         }
-        self.shrink_page_cache(32);
+        self.reclaim(32);
         self.phys.alloc(flags)
+    }
+
+    /// The low and high free-frame watermarks.
+    pub fn watermarks(&self) -> (u64, u64) {
+        let total = self.phys.total_frames();
+        let low = if self.cfg.watermark_low > 0 {
+            self.cfg.watermark_low
+        } else {
+            (total / 128).max(8).min(total / 4)
+        };
+        let high = if self.cfg.watermark_high > low {
+            self.cfg.watermark_high
+        } else {
+            2 * low
+        };
+        (low, high.min(total / 2).max(low))
+    }
+
+    /// The swap file, if the machine has swap: (path, slots, slots in use).
+    pub fn swap_usage(&self) -> Option<(std::path::PathBuf, u64, u64)> {
+        self.swap
+            .as_ref()
+            .map(|s| (s.path().to_path_buf(), s.slots(), s.used()))
+    }
+
+    /// The name of the replacement policy.
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.as_ref().map_or("none", |p| p.name())
     }
 
     /// Takes a reference on a frame (no-op for the zero page).
@@ -528,6 +608,7 @@ impl Kernel {
         let root = p.mm.root;
         let asid = p.mm.asid;
         let mut freed: Vec<(VirtAddr, Pfn)> = Vec::new();
+        let mut slots: Vec<u64> = Vec::new();
         pgtable::for_each_pte(
             &mut self.phys,
             &geom,
@@ -538,9 +619,16 @@ impl Kernel {
                 phys.write_u64(slot, 0);
                 if pte.has_frame() {
                     freed.push((va, pte.pfn()));
+                } else if pte.is_swap() {
+                    slots.push(pte.swap_slot());
                 }
             },
         );
+        if let Some(swap) = self.swap.as_mut() {
+            for s in slots {
+                swap.put(s);
+            }
+        }
         for (va, pfn) in freed {
             self.tlb.flush_page(asid, va.vpn());
             let m = *self.phys.meta(pfn);

@@ -46,6 +46,7 @@ pub mod hw;
 pub mod kernel;
 pub mod mm;
 pub mod process;
+pub mod reclaim;
 pub mod signal;
 pub mod stats;
 

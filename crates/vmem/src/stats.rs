@@ -78,6 +78,18 @@ counters! {
     readahead_pages,
     /// Syscalls made.
     syscalls,
+    /// Page-cache pages reclaimed (dropped, after write-back if dirty).
+    reclaimed_file_pages,
+    /// Anonymous pages reclaimed (written to swap).
+    reclaimed_anon_pages,
+    /// Pages written to swap.
+    swap_outs,
+    /// Pages read back from swap.
+    swap_ins,
+    /// Faults on pages that reclaim had evicted.
+    refaults,
+    /// Faults that found no frame and nothing reclaimable (the OOM killer's cases).
+    oom_kills,
 }
 
 impl Counters {

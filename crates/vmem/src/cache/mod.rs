@@ -76,6 +76,7 @@ impl Kernel {
         m.owner = id.0;
         m.index = pgoff;
         self.inode_mut(id).pages.insert(pgoff, pfn);
+        self.lru_add(pfn);
     }
 
     /// Reads the uncached pages of `[start, start + count)` that lie inside the file into
@@ -230,9 +231,12 @@ impl Kernel {
         if let Some(pfn) = self.find_get_page(Some(pid), id, pgoff) {
             // do_async_mmap_readahead: reaching the mark starts the next window.
             if vma.flags & vm::RAND_READ == 0 && self.page_readahead(id, pgoff.0) {
+                // Hold the page while the next window is read: reclaim skips busy pages.
+                self.get_page(pfn);
                 let n = self
                     .page_cache_async_ra(Some(pid), id, vma.file_serial, pgoff.0, 1)
                     .unwrap_or(0);
+                self.put_page(pfn);
                 if let Ok(p) = self.proc_mut(pid) {
                     p.stats.readahead_pages += n;
                 }
@@ -274,8 +278,10 @@ impl Kernel {
             self.read_page_now(Some(pid), id, pgoff.0)?;
             read += 1;
         }
+        let refault = self.shadow.remove(&(id.0, pgoff.0));
         if let Ok(p) = self.proc_mut(pid) {
             p.stats.readahead_pages += read.saturating_sub(1);
+            p.stats.refaults += u64::from(refault);
         }
         let pfn = *self.inode(id).pages.get(&pgoff.0).ok_or(PageError::Io)?;
         Ok((pfn, true))

@@ -353,6 +353,7 @@ impl Kernel {
                     break;
                 }
                 let pfn = self.read_page_now(Some(pid), id, pg).map_err(io)?;
+                self.phys.meta_mut(pfn).flags.0 |= crate::hw::phys::FrameFlags::REFERENCED;
                 let from = cur.max(page_start);
                 let to = end.min(page_start + PAGE_SIZE);
                 let src = &self.phys.frame_bytes(pfn)
@@ -469,6 +470,7 @@ impl Kernel {
                         m.owner = id.0;
                         m.index = pg;
                         self.inode_mut(id).pages.insert(pg, pfn);
+                        self.lru_add(pfn);
                     }
                     self.inode(id).pages[&pg]
                 }
@@ -477,6 +479,7 @@ impl Kernel {
                 [(from - page_start) as usize..(to - page_start) as usize];
             dst.copy_from_slice(&data[(from - pos) as usize..(to - pos) as usize]);
             self.set_page_dirty(pfn);
+            self.phys.meta_mut(pfn).flags.0 |= crate::hw::phys::FrameFlags::REFERENCED;
         }
         if end > old_size {
             self.inode_mut(id).size = end;
@@ -485,6 +488,7 @@ impl Kernel {
             self.file_mut(fid).pos = end;
         }
         self.proc_mut(pid)?.stats.copied_from_user += data.len() as u64;
+        self.balance_dirty_pages();
         Ok(data.len())
     }
 

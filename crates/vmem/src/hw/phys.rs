@@ -29,6 +29,8 @@ impl FrameFlags {
     /// Read-ahead mark: reaching this page starts the next asynchronous window
     /// (Linux `PG_readahead`).
     pub const READAHEAD: u16 = 1 << 7;
+    /// Used through read()/write() since reclaim last looked (Linux `PG_referenced`).
+    pub const REFERENCED: u16 = 1 << 8;
 
     /// Whether `bit` is set.
     #[inline]
@@ -37,7 +39,7 @@ impl FrameFlags {
     }
 }
 
-/// Metadata of one frame: 24 bytes, 0.6% of a 4 KiB frame.
+/// Metadata of one frame: 32 bytes, 0.8% of a 4 KiB frame.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FrameMeta {
     /// References: one per page-table entry that maps it, plus one for page-cache membership.
@@ -48,6 +50,11 @@ pub struct FrameMeta {
     pub index: u64,
     /// [`FrameFlags`] bits.
     pub flags: FrameFlags,
+    /// Bumped at each allocation, so that a replacement policy can tell a reused frame
+    /// from the page it queued.
+    pub stamp: u32,
+    /// Access clock at the last access (kept only for the exact-LRU policy).
+    pub last_use: u32,
 }
 
 /// RAM: frames of real bytes and their metadata.
@@ -105,6 +112,8 @@ impl PhysMem {
             owner: 0,
             index: 0,
             flags: FrameFlags(flags | FrameFlags::ALLOCATED),
+            stamp: meta.stamp.wrapping_add(1),
+            last_use: 0,
         };
         Some(Pfn(n as u64))
     }
@@ -117,7 +126,10 @@ impl PhysMem {
             "double free of {pfn:?}"
         );
         debug_assert!(!meta.flags.has(FrameFlags::RESERVED | FrameFlags::ZERO));
-        *meta = FrameMeta::default();
+        *meta = FrameMeta {
+            stamp: meta.stamp,
+            ..FrameMeta::default()
+        };
         self.free.push(pfn.0 as u32);
     }
 

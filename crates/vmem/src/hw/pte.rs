@@ -24,6 +24,8 @@ impl Pte {
     pub const DIRTY: u64 = 1 << 6;
     /// Software bit: a PROT_NONE mapping (only meaningful when not present).
     pub const PROTNONE: u64 = 1 << 8;
+    /// Software bit: a swap entry (not present; the frame-number bits hold the swap slot).
+    pub const SWAP: u64 = 1 << 9;
     /// No-execute.
     pub const NX: u64 = 1 << 63;
     /// Frame-number bits.
@@ -77,6 +79,21 @@ impl Pte {
     pub const fn has_frame(self) -> bool {
         self.present() || self.protnone()
     }
+    /// A swap entry for `slot` (Linux `swp_entry_t` in a non-present PTE).
+    #[inline]
+    pub const fn swap(slot: u64) -> Pte {
+        Pte(((slot << 12) & Self::ADDR_MASK) | Self::SWAP)
+    }
+    /// Whether this is a swap entry.
+    #[inline]
+    pub const fn is_swap(self) -> bool {
+        !self.present() && self.0 & Self::SWAP != 0
+    }
+    /// The swap slot of a swap entry.
+    #[inline]
+    pub const fn swap_slot(self) -> u64 {
+        (self.0 & Self::ADDR_MASK) >> 12
+    }
     /// The frame the entry points at.
     #[inline]
     pub const fn pfn(self) -> Pfn {
@@ -102,6 +119,14 @@ impl std::fmt::Debug for Pte {
 
 impl std::fmt::Display for Pte {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_swap() {
+            return write!(
+                f,
+                "0x{:016x} (swapped out to slot {})",
+                self.0,
+                self.swap_slot()
+            );
+        }
         if !self.has_frame() {
             return write!(f, "0x{:016x} (not present)", self.0);
         }

@@ -86,13 +86,21 @@ impl Kernel {
                     kind,
                     major,
                 });
+                if matches!(kind, FaultKind::SharedFault | FaultKind::WpShared) {
+                    self.balance_dirty_pages();
+                }
                 Ok(())
             }
             Err(sig) => {
                 // si_addr is the faulting address itself, not its page.
                 let sig = match sig {
                     Signal::Bus { code, .. } => Signal::Bus { addr: va, code },
-                    Signal::OomKill { .. } => Signal::OomKill { addr: va },
+                    Signal::OomKill { .. } => {
+                        if let Ok(p) = self.proc_mut(pid) {
+                            p.stats.oom_kills += 1;
+                        }
+                        Signal::OomKill { addr: va }
+                    }
                     s => s,
                 };
                 Err(self.deliver(pid, sig))
@@ -128,6 +136,9 @@ impl Kernel {
         }
         let page = va.page_down();
         let pte = self.pte_of(pid, page);
+        if pte.is_swap() {
+            return self.do_swap_page(pid, page, access, &vma, pte);
+        }
         if !pte.has_frame() {
             return self.do_pte_missing(pid, page, access, &vma);
         }
@@ -198,7 +209,16 @@ impl Kernel {
             .map_err(|_| Signal::OomKill { addr: va })
     }
 
-    fn new_anon_frame(&mut self, pid: Pid, va: VirtAddr, zero: bool) -> Result<Pfn, Signal> {
+    /// A new anonymous frame for `va` in `vma` (its anon_vma prepared first, so that the
+    /// reverse map can find the page as soon as it is mapped).
+    fn new_anon_frame(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        zero: bool,
+    ) -> Result<Pfn, Signal> {
+        self.anon_vma_prepare(pid, va);
         let pfn = self
             .alloc_frame(FrameFlags::ANON)
             .ok_or(Signal::OomKill { addr: va })?;
@@ -209,7 +229,8 @@ impl Kernel {
         let m = self.phys.meta_mut(pfn);
         m.refcount = 1;
         m.owner = mm_id;
-        m.index = va.0 >> PAGE_SHIFT;
+        m.index = vma.pgoff_of(va).0;
+        self.lru_add(pfn);
         self.events.emit(|| Event::FrameAlloc {
             pfn,
             purpose: if zero { "anonymous" } else { "cow copy" },
@@ -230,7 +251,7 @@ impl Kernel {
             self.install(pid, va, zero, pte_flags(vma, false))?;
             return Ok((FaultKind::AnonZeroPage, false));
         }
-        let pfn = self.new_anon_frame(pid, va, true)?;
+        let pfn = self.new_anon_frame(pid, va, vma, true)?;
         if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
             self.put_page(pfn);
             return Err(s);
@@ -359,8 +380,14 @@ impl Kernel {
         let (src, major) = self
             .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
-        let new = self.new_anon_frame(pid, va, false)?;
-        self.phys.copy_frame(src, new);
+        // Hold the source while a frame is found for the copy: reclaim skips busy pages.
+        self.get_page(src);
+        let new = self.new_anon_frame(pid, va, vma, false);
+        if let Ok(new) = new {
+            self.phys.copy_frame(src, new);
+        }
+        self.put_page(src);
+        let new = new?;
         if let Err(s) = self.install(pid, va, new, pte_flags(vma, true)) {
             self.put_page(new);
             return Err(s);
@@ -398,6 +425,55 @@ impl Kernel {
         Ok((FaultKind::SharedFault, major))
     }
 
+    /// Linux `do_swap_page`: the page was written to swap by reclaim; read it back into a
+    /// new frame (a major fault). It is mapped writable only if no other process still
+    /// shares the slot (after fork), else the next write copies it.
+    fn do_swap_page(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        vma: &Vma,
+        pte: Pte,
+    ) -> Result<(FaultKind, bool), Signal> {
+        let slot = pte.swap_slot();
+        let new = self.new_anon_frame(pid, va, vma, false)?;
+        let read = match self.swap.as_ref() {
+            Some(s) => s.read(slot, self.phys.frame_bytes_mut(new)).is_ok(),
+            None => false,
+        };
+        if !read {
+            self.put_page(new);
+            return Err(Signal::Bus {
+                addr: va,
+                code: BusCode::ObjErr,
+            });
+        }
+        let exclusive = self.swap.as_ref().is_some_and(|s| s.refs(slot) == 1);
+        let writable = vma.writable() && exclusive && access == Access::Write;
+        let mut flags = pte_flags(vma, writable);
+        if !vma.readable() {
+            flags = (flags & !Pte::PRESENT) | Pte::PROTNONE;
+        }
+        if let Err(s) = self.install(pid, va, new, flags) {
+            self.put_page(new);
+            return Err(s);
+        }
+        if let Some(s) = self.swap.as_mut() {
+            s.put(slot);
+        }
+        self.live_mm_rss(pid, 0, 1);
+        self.kstats.disk_reads += 1;
+        self.kstats.disk_read_pages += 1;
+        self.kstats.disk_read_bytes += crate::addr::PAGE_SIZE;
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.swap_ins += 1;
+            p.stats.refaults += 1;
+        }
+        self.events.emit(|| Event::SwapIn { pid, va, slot });
+        Ok((FaultKind::SwapIn, true))
+    }
+
     /// Linux `do_wp_page`: a write to a present, write-protected page of a writable VMA.
     fn do_wp_page(
         &mut self,
@@ -423,10 +499,13 @@ impl Kernel {
         }
         // wp_page_copy.
         let zero = old == self.zero_pfn;
-        let new = self.new_anon_frame(pid, va, zero)?;
-        if !zero {
-            self.phys.copy_frame(old, new);
+        self.get_page(old);
+        let new = self.new_anon_frame(pid, va, vma, zero);
+        if let (Ok(new), false) = (&new, zero) {
+            self.phys.copy_frame(old, *new);
         }
+        self.put_page(old);
+        let new = new?;
         if let Err(s) = self.install(pid, va, new, pte_flags(vma, true)) {
             self.put_page(new);
             return Err(s);

@@ -80,7 +80,7 @@ impl Kernel {
                 v.start,
                 v.end,
                 &mut |phys, va, slot, pte| {
-                    if !pte.has_frame() {
+                    if !pte.has_frame() && !pte.is_swap() {
                         return;
                     }
                     let mut pte = pte;
@@ -92,6 +92,17 @@ impl Kernel {
                 },
             );
             for (va, pte) in entries {
+                if pte.is_swap() {
+                    // swap_duplicate: the child's entry shares the slot.
+                    if self.set_pte(child, va, pte).is_err() {
+                        self.exit(child)?;
+                        return Err(Errno::ENOMEM);
+                    }
+                    if let Some(s) = self.swap.as_mut() {
+                        s.dup(pte.swap_slot());
+                    }
+                    continue;
+                }
                 self.tlb.flush_page(pasid, va.vpn());
                 let pfn = pte.pfn();
                 if self.set_pte(child, va, pte).is_err() {

@@ -295,14 +295,21 @@ impl Kernel {
         let mut moved_ok = true;
         for (va, pte) in moved {
             self.tlb.flush_page(asid, va.vpn());
+            // Anonymous pages keep their page offset (the VMA's pgoff moves with them),
+            // so the reverse map still finds them.
             let to = dst.add(va.0 - old.0);
-            let m = self.phys.meta_mut(pte.pfn());
-            if m.flags.has(FrameFlags::ANON) {
-                m.index = to.0 >> PAGE_SHIFT;
-            }
             if !moved_ok || self.set_pte(pid, to, pte).is_err() {
                 // No frame for a page table: the page is lost, as an OOM kill would lose it.
                 moved_ok = false;
+                if pte.is_swap() {
+                    if let Some(s) = self.swap.as_mut() {
+                        s.put(pte.swap_slot());
+                    }
+                    continue;
+                }
+                if !pte.has_frame() {
+                    continue;
+                }
                 let m = *self.phys.meta(pte.pfn());
                 if let Ok(p) = self.proc_mut(pid) {
                     if m.flags.has(FrameFlags::ANON) {
