@@ -666,6 +666,11 @@ impl Kernel {
         let geom = self.cfg.geometry;
         let p = self.procs[pid.0 as usize].take().expect("checked above");
         pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
+        for v in p.mm.vmas.values() {
+            if let Some(id) = v.inode() {
+                self.release_shmem_if_unused(id);
+            }
+        }
         self.tlb.flush_asid(p.mm.asid);
         self.kstats += p.stats;
         Ok(())

@@ -234,3 +234,34 @@ fn anonymous_memory_is_private_to_each_process() {
     assert!(k.frames_in_use() < before);
     assert_eq!(k.load_u64(p, a).unwrap(), 111);
 }
+
+#[test]
+fn shared_anonymous_memory_is_freed_with_its_last_mapping() {
+    let mut k = Kernel::default();
+    let base = k.frames_in_use();
+    let p = k.spawn().unwrap();
+    let va = k
+        .mmap(
+            p,
+            VirtAddr(0),
+            4 * 4096,
+            PROT_READ | PROT_WRITE,
+            MAP_SHARED | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
+    for i in 0..4 {
+        k.store_u8(p, va.add(i * 4096), 1).unwrap();
+    }
+    let c = k.fork(p).unwrap();
+    k.munmap(p, va, 4 * 4096).unwrap();
+    assert_eq!(k.load_u8(c, va).unwrap(), 1, "the child still maps it");
+    k.exit(c).unwrap();
+    k.exit(p).unwrap();
+    assert_eq!(
+        k.frames_in_use(),
+        base,
+        "the object went with its last mapping"
+    );
+}

@@ -187,7 +187,28 @@ impl Kernel {
                 return Err(Errno::EOPNOTSUPP);
             }
             MADV_COLD | MADV_PAGEOUT => {
-                // Reclaim hints: without memory pressure they change nothing observable.
+                if v.flags & vm::LOCKED != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                // COLD clears the pages' Accessed bits, so reclaim takes them first;
+                // PAGEOUT reclaims them now (clean file pages dropped, dirty ones written
+                // back, anonymous ones swapped out when there is swap).
+                let mut frames = Vec::new();
+                let mut a = start;
+                while a < end {
+                    let pte = self.pte_of(pid, a);
+                    if pte.present() && pte.pfn() != self.zero_pfn {
+                        frames.push(pte.pfn());
+                    }
+                    a = a.add(crate::addr::PAGE_SIZE);
+                }
+                for pfn in frames {
+                    if advice == MADV_COLD {
+                        self.folio_referenced(pfn);
+                    } else {
+                        self.evict(pfn);
+                    }
+                }
             }
             MADV_POPULATE_READ | MADV_POPULATE_WRITE => {
                 let write = advice == MADV_POPULATE_WRITE;

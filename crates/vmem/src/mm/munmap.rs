@@ -31,6 +31,22 @@ impl Kernel {
         r
     }
 
+    /// Frees a shared-memory object's pages once no VMA maps it any more (it has no name
+    /// to be opened by again, like an unlinked shmem file).
+    pub(crate) fn release_shmem_if_unused(&mut self, id: crate::fs::InodeId) {
+        if self.inode(id).kind != crate::fs::FileKind::Shmem {
+            return;
+        }
+        let used = self
+            .procs
+            .iter()
+            .flatten()
+            .any(|p| p.mm.vmas.values().any(|v| v.inode() == Some(id)));
+        if !used {
+            self.truncate_inode_pages(id, 0);
+        }
+    }
+
     /// Removes every mapping in `[start, end)` (page aligned).
     pub(crate) fn unmap_range(&mut self, pid: Pid, start: VirtAddr, end: VirtAddr) {
         let Ok(p) = self.proc_mut(pid) else { return };
@@ -47,6 +63,9 @@ impl Kernel {
                 start: v.start,
                 end: v.end,
             });
+            if let Some(id) = v.inode() {
+                self.release_shmem_if_unused(id);
+            }
         }
     }
 }
