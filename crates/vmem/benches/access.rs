@@ -79,7 +79,10 @@ const FAULT_PAGES: u64 = 1024;
 fn anon_write_fault(b: Bencher) {
     b.counter(divan::counter::ItemsCount::new(FAULT_PAGES as usize))
         .with_inputs(|| {
-            let mut k = Kernel::new(MachineConfig::with_ram(64 << 20));
+            let mut k = Kernel::new(MachineConfig {
+                prefault_ram: true,
+                ..MachineConfig::with_ram(16 << 20)
+            });
             let p = k.spawn().unwrap();
             let va = k
                 .mmap(

@@ -100,7 +100,7 @@ impl Kernel {
         } else {
             None
         };
-        let mut phys = PhysMem::new(cfg.ram_bytes);
+        let mut phys = PhysMem::with_prefault(cfg.ram_bytes, cfg.prefault_ram);
         let zero_pfn = phys
             .alloc_zeroed(FrameFlags::ZERO)
             .expect("a new machine has free frames");

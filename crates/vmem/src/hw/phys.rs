@@ -68,8 +68,25 @@ pub struct PhysMem {
 impl PhysMem {
     /// `ram_bytes` of RAM (rounded down to frames; at least 16 frames).
     pub fn new(ram_bytes: u64) -> PhysMem {
+        Self::with_prefault(ram_bytes, false)
+    }
+
+    /// `ram_bytes` of RAM; with `prefault`, every byte is written once now, so that the
+    /// host backs the whole arena before the first emulated access (what a real machine's
+    /// RAM is) and no host page fault lands inside a measured emulated fault.
+    pub fn with_prefault(ram_bytes: u64, prefault: bool) -> PhysMem {
         let nframes = (ram_bytes >> PAGE_SHIFT).max(16);
-        let bytes = vec![0u8; (nframes << PAGE_SHIFT) as usize];
+        let len = (nframes << PAGE_SHIFT) as usize;
+        // `vec![0; len]` would come from calloc and stay unbacked: writing the zeros is the
+        // point here.
+        #[allow(clippy::slow_vector_initialization)]
+        let bytes = if prefault {
+            let mut b = Vec::with_capacity(len);
+            b.resize(len, 0u8);
+            b
+        } else {
+            vec![0u8; len]
+        };
         let mut frames = vec![FrameMeta::default(); nframes as usize];
         frames[0].flags = FrameFlags(FrameFlags::RESERVED | FrameFlags::ALLOCATED);
         // Hand out low frames first: push in reverse so pop() yields 1, 2, 3, ...
