@@ -31,6 +31,8 @@ pub enum FaultKind {
     WpShared,
     /// The page was in swap: read it back (`do_swap_page`).
     SwapIn,
+    /// A device register page mapped directly (`vmf_insert_pfn`).
+    DevicePage,
     /// The PTE was already right; only the TLB was stale.
     Spurious,
 }
@@ -47,6 +49,7 @@ impl FaultKind {
             FaultKind::WpReuse => "wp_page_reuse",
             FaultKind::WpShared => "wp_page_shared",
             FaultKind::SwapIn => "do_swap_page",
+            FaultKind::DevicePage => "vmf_insert_pfn (device)",
             FaultKind::Spurious => "spurious fault",
         }
     }
@@ -209,6 +212,20 @@ pub enum Event {
         pid: Pid,
         /// The signal.
         signal: Signal,
+    },
+    /// A CPU access on the physical bus: the control bus command, the address bus, the
+    /// data bus, and who answered.
+    Bus {
+        /// Write (true) or read.
+        write: bool,
+        /// The physical address.
+        pa: PhysAddr,
+        /// Bytes transferred.
+        width: usize,
+        /// The data (the first 8 bytes, little-endian).
+        data: u64,
+        /// `"RAM"` or the device's name.
+        target: &'static str,
     },
     /// Reclaim wrote an anonymous page to swap.
     SwapOut {
@@ -389,6 +406,18 @@ impl std::fmt::Display for Event {
                 None => write!(f, "    [pid {pid}] TLB flush (all)"),
             },
             Event::Signal { pid, signal } => write!(f, "  [pid {pid}] {signal}"),
+            Event::Bus {
+                write,
+                pa,
+                width,
+                data,
+                target,
+            } => write!(
+                f,
+                "    bus: {} addr={pa} data=0x{data:x} ({width} byte{}) -> {target}",
+                if *write { "WRITE" } else { "READ " },
+                if *width == 1 { "" } else { "s" }
+            ),
             Event::SwapOut { pfn, slot } => write!(
                 f,
                 "    reclaim: frame 0x{:x} written to swap slot {slot}",

@@ -54,6 +54,8 @@ pub struct Kernel {
     pub(crate) shadow: std::collections::HashSet<(u32, u64)>,
     pub(crate) in_reclaim: bool,
     pub(crate) rng: u64,
+    /// Bus transactions of the access in progress (only kept while observed).
+    bus_log: Vec<(PhysAddr, usize, usize)>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -101,6 +103,8 @@ impl Kernel {
             None
         };
         let mut phys = PhysMem::with_prefault(cfg.ram_bytes, cfg.prefault_ram);
+        phys.attach(Box::<crate::hw::device::Console>::default());
+        phys.attach(Box::<crate::hw::device::Timer>::default());
         let zero_pfn = phys
             .alloc_zeroed(FrameFlags::ZERO)
             .expect("a new machine has free frames");
@@ -128,6 +132,7 @@ impl Kernel {
             shadow: std::collections::HashSet::new(),
             in_reclaim: false,
             rng: 0x2545_f491_4f6c_dd1d,
+            bus_log: Vec::new(),
             clock: 0,
         })
     }
@@ -330,6 +335,9 @@ impl Kernel {
 
     /// The reference count of a frame (mappings plus page-cache membership).
     pub fn frame_refcount(&self, pfn: Pfn) -> u32 {
+        if !self.phys.is_ram(pfn) {
+            return 0;
+        }
         self.phys.meta(pfn).refcount
     }
 
@@ -404,6 +412,7 @@ impl Kernel {
         access: Access,
         mut each: impl FnMut(&mut PhysMem, PhysAddr, usize, usize),
     ) -> Result<(), Signal> {
+        self.bus_log.clear();
         let mut done = 0usize;
         while done < len {
             let cur = va.checked_add(done as u64).ok_or(Signal::Segv {
@@ -413,17 +422,43 @@ impl Kernel {
             let chunk = ((PAGE_SIZE - cur.page_offset()) as usize).min(len - done);
             let pa = self.translate(pid, cur, access)?;
             each(&mut self.phys, pa, done, chunk);
+            if self.events.enabled() {
+                self.bus_log.push((pa, done, chunk));
+            }
             done += chunk;
         }
         Ok(())
+    }
+
+    /// Emits the bus transactions of an access that just completed, with the bytes that
+    /// crossed the data bus (observed runs only).
+    #[cold]
+    fn trace_bus(&mut self, write: bool, bytes: &[u8]) {
+        for (pa, off, len) in std::mem::take(&mut self.bus_log) {
+            let mut b = [0u8; 8];
+            let w = len.min(8);
+            b[..w].copy_from_slice(&bytes[off..off + w]);
+            let data = u64::from_le_bytes(b);
+            let target = self.phys.target(pa).unwrap_or("nothing");
+            self.events.emit(|| Event::Bus {
+                write,
+                pa,
+                width: len,
+                data,
+                target,
+            });
+        }
     }
 
     /// Loads `buf.len()` bytes at `va` (any alignment, may span pages).
     pub fn load(&mut self, pid: Pid, va: VirtAddr, buf: &mut [u8]) -> Result<(), Signal> {
         let n = buf.len();
         self.access(pid, va, n, Access::Read, |phys, pa, off, len| {
-            phys.read(pa, &mut buf[off..off + len])
+            phys.cpu_read(pa, &mut buf[off..off + len])
         })?;
+        if self.events.enabled() {
+            self.trace_bus(false, buf);
+        }
         self.live(pid).stats.mapped_loads += n as u64;
         Ok(())
     }
@@ -439,16 +474,23 @@ impl Kernel {
     pub fn fetch(&mut self, pid: Pid, va: VirtAddr, buf: &mut [u8]) -> Result<(), Signal> {
         let n = buf.len();
         self.access(pid, va, n, Access::Exec, |phys, pa, off, len| {
-            phys.read(pa, &mut buf[off..off + len])
-        })
+            phys.cpu_read(pa, &mut buf[off..off + len])
+        })?;
+        if self.events.enabled() {
+            self.trace_bus(false, buf);
+        }
+        Ok(())
     }
 
     /// Stores `data` at `va` (any alignment, may span pages; a fault part-way leaves the
     /// bytes before it stored, as on real hardware).
     pub fn store(&mut self, pid: Pid, va: VirtAddr, data: &[u8]) -> Result<(), Signal> {
         self.access(pid, va, data.len(), Access::Write, |phys, pa, off, len| {
-            phys.write(pa, &data[off..off + len])
+            phys.cpu_write(pa, &data[off..off + len])
         })?;
+        if self.events.enabled() {
+            self.trace_bus(true, data);
+        }
         self.live(pid).stats.mapped_stores += data.len() as u64;
         Ok(())
     }
@@ -458,9 +500,16 @@ impl Kernel {
     pub fn load_u64(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
         if va.page_offset() <= PAGE_SIZE - 8 {
             let pa = self.translate(pid, va, Access::Read)?;
-            let p = self.live(pid);
-            p.stats.mapped_loads += 8;
-            return Ok(self.phys.read_u64(pa));
+            let v = match self.phys.ram_u64(pa) {
+                Some(v) => v,
+                None => self.phys.cpu_read_u64(pa),
+            };
+            self.live(pid).stats.mapped_loads += 8;
+            if self.events.enabled() {
+                self.bus_log.push((pa, 0, 8));
+                self.trace_bus(false, &v.to_le_bytes());
+            }
+            return Ok(v);
         }
         let mut b = [0u8; 8];
         self.load(pid, va, &mut b)?;
@@ -473,7 +522,11 @@ impl Kernel {
         if va.page_offset() <= PAGE_SIZE - 8 {
             let pa = self.translate(pid, va, Access::Write)?;
             self.live(pid).stats.mapped_stores += 8;
-            self.phys.write_u64(pa, v);
+            self.phys.cpu_write_u64(pa, v);
+            if self.events.enabled() {
+                self.bus_log.push((pa, 0, 8));
+                self.trace_bus(true, &v.to_le_bytes());
+            }
             return Ok(());
         }
         self.store(pid, va, &v.to_le_bytes())
@@ -524,6 +577,24 @@ impl Kernel {
         }
         self.reclaim(32);
         self.phys.alloc(flags)
+    }
+
+    /// The devices on the physical bus: (name, base address, bytes of registers).
+    pub fn devices(&self) -> Vec<(&'static str, PhysAddr, u64)> {
+        self.phys.devices()
+    }
+
+    /// Attaches another device; it appears as `/dev/vmem/<name>`. Returns its base.
+    pub fn attach_device(&mut self, dev: Box<dyn crate::hw::device::Device>) -> PhysAddr {
+        self.phys.attach(dev)
+    }
+
+    /// What the console device printed since the last call.
+    pub fn console_output(&mut self) -> Vec<u8> {
+        self.phys
+            .device_mut("console")
+            .map(|d| d.take_output())
+            .unwrap_or_default()
     }
 
     /// The low and high free-frame watermarks.
@@ -609,6 +680,7 @@ impl Kernel {
         let asid = p.mm.asid;
         let mut freed: Vec<(VirtAddr, Pfn)> = Vec::new();
         let mut slots: Vec<u64> = Vec::new();
+        let mut flush_only: Vec<VirtAddr> = Vec::new();
         pgtable::for_each_pte(
             &mut self.phys,
             &geom,
@@ -617,7 +689,10 @@ impl Kernel {
             end,
             &mut |phys, va, slot, pte| {
                 phys.write_u64(slot, 0);
-                if pte.has_frame() {
+                if pte.special() {
+                    // A device page: nothing to release, but the TLB must forget it.
+                    flush_only.push(va);
+                } else if pte.has_frame() {
                     freed.push((va, pte.pfn()));
                 } else if pte.is_swap() {
                     slots.push(pte.swap_slot());
@@ -628,6 +703,9 @@ impl Kernel {
             for s in slots {
                 swap.put(s);
             }
+        }
+        for va in flush_only {
+            self.tlb.flush_page(asid, va.vpn());
         }
         for (va, pfn) in freed {
             self.tlb.flush_page(asid, va.vpn());

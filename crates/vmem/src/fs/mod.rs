@@ -43,6 +43,8 @@ pub enum FileKind {
     Socket,
     /// Shared anonymous memory (no file behind it).
     Shmem,
+    /// A memory-mapped device, `/dev/vmem/<name>` (index on the bus).
+    Device(u16),
 }
 
 impl FileKind {
@@ -50,7 +52,7 @@ impl FileKind {
     pub fn mappable(self) -> bool {
         matches!(
             self,
-            FileKind::Regular | FileKind::DevZero | FileKind::Shmem
+            FileKind::Regular | FileKind::DevZero | FileKind::Shmem | FileKind::Device(_)
         )
     }
 }

@@ -120,6 +120,9 @@ impl Kernel {
             return Err(Errno::EINVAL);
         }
         let (read, write) = (acc != O_WRONLY, acc != O_RDONLY);
+        if let Some(name) = path.to_str().and_then(|p| p.strip_prefix("/dev/vmem/")) {
+            return self.open_device(pid, name, flags);
+        }
         if flags & O_CREAT != 0 {
             let mut o = OpenOptions::new();
             o.write(true).mode(mode);
@@ -209,6 +212,65 @@ impl Kernel {
         Ok(fd as Fd)
     }
 
+    /// Opens `/dev/vmem/<name>`: a device on the machine's bus, not a host file.
+    fn open_device(&mut self, pid: Pid, name: &str, flags: i32) -> SysResult<Fd> {
+        let devs = self.phys.devices();
+        let (idx, (_, _, size)) = devs
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.0 == name)
+            .ok_or(Errno::ENOENT)?;
+        let key = (u64::MAX, idx as u64);
+        let id = match self.inode_index.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = InodeId(self.inodes.len() as u32);
+                self.inodes.push(Inode {
+                    path: format!("/dev/vmem/{name}"),
+                    kind: FileKind::Device(idx as u16),
+                    dev_ino: key,
+                    store: None,
+                    store_writable: false,
+                    size: *size,
+                    pages: BTreeMap::new(),
+                    nr_dirty: 0,
+                    stale: Default::default(),
+                });
+                self.inode_index.insert(key, id);
+                id
+            }
+        };
+        self.install_fd(pid, id, flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY))
+    }
+
+    fn install_fd(&mut self, pid: Pid, id: InodeId, flags: i32) -> SysResult<Fd> {
+        let of = OpenFile {
+            inode: id,
+            flags,
+            pos: 0,
+            refs: 1,
+            serial: self.next_file_serial(),
+        };
+        let fid = match self.files.iter().position(|f| f.is_none()) {
+            Some(i) => {
+                self.files[i] = Some(of);
+                FileId(i as u32)
+            }
+            None => {
+                self.files.push(Some(of));
+                FileId(self.files.len() as u32 - 1)
+            }
+        };
+        let p = self.proc_mut(pid)?;
+        let fd = p.lowest_free_fd();
+        if fd == p.fds.len() {
+            p.fds.push(Some(fid));
+        } else {
+            p.fds[fd] = Some(fid);
+        }
+        Ok(fd as Fd)
+    }
+
     /// `close(fd)`. Mappings made through the descriptor stay valid.
     pub fn close(&mut self, pid: Pid, fd: Fd) -> SysResult<()> {
         let r = self.close_quiet(pid, fd);
@@ -265,6 +327,7 @@ impl Kernel {
         let out = match kind {
             FileKind::Directory => return Err(Errno::EISDIR),
             FileKind::DevZero => vec![0; count],
+            FileKind::Device(_) => Vec::new(),
             FileKind::Regular => {
                 let pos = at.unwrap_or(f.pos);
                 let out = self.filemap_read(pid, id, f.serial, pos, count)?;
@@ -412,6 +475,13 @@ impl Kernel {
             FileKind::Regular => {}
             FileKind::Directory => return Err(Errno::EISDIR),
             FileKind::DevZero => return Ok(data.len()),
+            FileKind::Device(i) => {
+                let base = crate::hw::phys::MMIO_BASE + u64::from(i) * crate::hw::phys::MMIO_SLOT;
+                for b in data {
+                    self.phys.cpu_write(crate::addr::PhysAddr(base), &[*b]);
+                }
+                return Ok(data.len());
+            }
             _ => {
                 let ino = self.inode(id);
                 if let Some(s) = &ino.store {

@@ -3,6 +3,7 @@
 //! Nothing in here knows about processes, files or VMAs. The MMU *reports* a fault
 //! ([`mmu::HwFault`]); the kernel (`mm/fault.rs`) handles it and retries.
 
+pub mod device;
 pub mod mmu;
 pub mod phys;
 pub mod pte;

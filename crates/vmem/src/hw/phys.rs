@@ -57,12 +57,19 @@ pub struct FrameMeta {
     pub last_use: u32,
 }
 
-/// RAM: frames of real bytes and their metadata.
+/// Where memory-mapped devices start on the physical bus (1 TiB, above any RAM size).
+pub const MMIO_BASE: u64 = 1 << 40;
+/// Bytes of physical address space each device slot takes.
+pub const MMIO_SLOT: u64 = 1 << 16;
+
+/// The physical bus: RAM (frames of real bytes and their metadata) at address 0, and
+/// device register windows from [`MMIO_BASE`].
 #[derive(Debug)]
 pub struct PhysMem {
     bytes: Vec<u8>,
     frames: Vec<FrameMeta>,
     free: Vec<u32>,
+    devices: Vec<Box<dyn crate::hw::device::Device>>,
 }
 
 impl PhysMem {
@@ -95,7 +102,144 @@ impl PhysMem {
             bytes,
             frames,
             free,
+            devices: Vec::new(),
         }
+    }
+
+    /// Attaches a device; returns the physical address of its register window.
+    pub fn attach(&mut self, dev: Box<dyn crate::hw::device::Device>) -> PhysAddr {
+        let base = MMIO_BASE + self.devices.len() as u64 * MMIO_SLOT;
+        self.devices.push(dev);
+        PhysAddr(base)
+    }
+
+    /// The attached devices: (name, base address, size).
+    pub fn devices(&self) -> Vec<(&'static str, PhysAddr, u64)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                (
+                    d.name(),
+                    PhysAddr(MMIO_BASE + i as u64 * MMIO_SLOT),
+                    d.size(),
+                )
+            })
+            .collect()
+    }
+
+    /// The device named `name`, mutably.
+    pub fn device_mut(
+        &mut self,
+        name: &str,
+    ) -> Option<&mut (dyn crate::hw::device::Device + 'static)> {
+        self.devices
+            .iter_mut()
+            .find(|d| d.name() == name)
+            .map(|d| d.as_mut())
+    }
+
+    /// Who answers at `pa`: `"RAM"`, a device's name, or `None` (nothing: a bus error).
+    pub fn target(&self, pa: PhysAddr) -> Option<&'static str> {
+        if pa.0 < self.bytes.len() as u64 {
+            return Some("RAM");
+        }
+        self.device_at(pa).map(|(i, _)| self.devices[i].name())
+    }
+
+    fn device_at(&self, pa: PhysAddr) -> Option<(usize, u64)> {
+        let rel = pa.0.checked_sub(MMIO_BASE)?;
+        let i = (rel / MMIO_SLOT) as usize;
+        let off = rel % MMIO_SLOT;
+        (i < self.devices.len() && off < self.devices[i].size()).then_some((i, off))
+    }
+
+    /// A CPU load of `buf.len()` bytes at `pa` (within one page): RAM or a device.
+    /// Device registers are read in naturally sized pieces of up to 8 bytes.
+    pub fn cpu_read(&mut self, pa: PhysAddr, buf: &mut [u8]) {
+        let start = pa.0 as usize;
+        if let Some(src) = self.bytes.get(start..start + buf.len()) {
+            buf.copy_from_slice(src);
+            return;
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let w = (buf.len() - done).min(8);
+            let v = self.device_read(PhysAddr(pa.0 + done as u64), w);
+            buf[done..done + w].copy_from_slice(&v.to_le_bytes()[..w]);
+            done += w;
+        }
+    }
+
+    /// A CPU store of `data` at `pa` (within one page): RAM or a device.
+    pub fn cpu_write(&mut self, pa: PhysAddr, data: &[u8]) {
+        let start = pa.0 as usize;
+        if let Some(dst) = self.bytes.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+            return;
+        }
+        let mut done = 0;
+        while done < data.len() {
+            let w = (data.len() - done).min(8);
+            let mut b = [0u8; 8];
+            b[..w].copy_from_slice(&data[done..done + w]);
+            self.device_write(PhysAddr(pa.0 + done as u64), w, u64::from_le_bytes(b));
+            done += w;
+        }
+    }
+
+    /// A little-endian u64 of RAM at `pa`, or `None` outside RAM (the hot path).
+    #[inline(always)]
+    pub fn ram_u64(&self, pa: PhysAddr) -> Option<u64> {
+        let start = pa.0 as usize;
+        let s = self.bytes.get(start..start + 8)?;
+        Some(u64::from_le_bytes(s.try_into().ok()?))
+    }
+
+    /// A CPU load of a little-endian u64 at `pa`: RAM or a device.
+    #[inline]
+    pub fn cpu_read_u64(&mut self, pa: PhysAddr) -> u64 {
+        let start = pa.0 as usize;
+        match self.bytes.get(start..start + 8) {
+            Some(s) => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(s);
+                u64::from_le_bytes(b)
+            }
+            None => self.device_read(pa, 8),
+        }
+    }
+
+    /// A CPU store of a little-endian u64 at `pa`: RAM or a device.
+    #[inline]
+    pub fn cpu_write_u64(&mut self, pa: PhysAddr, v: u64) {
+        let start = pa.0 as usize;
+        match self.bytes.get_mut(start..start + 8) {
+            Some(d) => d.copy_from_slice(&v.to_le_bytes()),
+            None => self.device_write(pa, 8, v),
+        }
+    }
+
+    #[cold]
+    fn device_read(&mut self, pa: PhysAddr, width: usize) -> u64 {
+        match self.device_at(pa) {
+            Some((i, off)) => self.devices[i].read(off, width),
+            // Nothing answers: the bus floats high, as on a PC.
+            None => u64::MAX,
+        }
+    }
+
+    #[cold]
+    fn device_write(&mut self, pa: PhysAddr, width: usize, v: u64) {
+        if let Some((i, off)) = self.device_at(pa) {
+            self.devices[i].write(off, width, v);
+        }
+    }
+
+    /// Whether `pfn` is a frame of RAM (device frames have no metadata).
+    #[inline]
+    pub fn is_ram(&self, pfn: Pfn) -> bool {
+        pfn.index() < self.frames.len()
     }
 
     /// Total frames, including reserved ones.

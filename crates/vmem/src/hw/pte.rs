@@ -26,6 +26,9 @@ impl Pte {
     pub const PROTNONE: u64 = 1 << 8;
     /// Software bit: a swap entry (not present; the frame-number bits hold the swap slot).
     pub const SWAP: u64 = 1 << 9;
+    /// Software bit: maps a device page, which has no frame metadata (Linux
+    /// `pte_special`): never reference counted, never reclaimed.
+    pub const SPECIAL: u64 = 1 << 10;
     /// No-execute.
     pub const NX: u64 = 1 << 63;
     /// Frame-number bits.
@@ -78,6 +81,11 @@ impl Pte {
     #[inline]
     pub const fn has_frame(self) -> bool {
         self.present() || self.protnone()
+    }
+    /// Whether it maps a device page (no frame metadata).
+    #[inline]
+    pub const fn special(self) -> bool {
+        self.0 & Self::SPECIAL != 0
     }
     /// A swap entry for `slot` (Linux `swp_entry_t` in a non-present PTE).
     #[inline]

@@ -193,6 +193,9 @@ impl Kernel {
         match vma.backing {
             Backing::Anon => self.do_anonymous_page(pid, va, access, vma),
             Backing::File(id) => {
+                if let crate::fs::FileKind::Device(i) = self.inode(id).kind {
+                    return self.do_device_fault(pid, va, vma, i);
+                }
                 if access != Access::Write {
                     self.do_read_fault(pid, va, vma, id)
                 } else if !vma.is_shared() {
@@ -202,6 +205,22 @@ impl Kernel {
                 }
             }
         }
+    }
+
+    /// A fault in a device mapping: map the device's register page itself (Linux
+    /// `vmf_insert_pfn`): no page cache, no reference count, no copy-on-write.
+    fn do_device_fault(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        dev: u16,
+    ) -> Result<(FaultKind, bool), Signal> {
+        let base = crate::hw::phys::MMIO_BASE + u64::from(dev) * crate::hw::phys::MMIO_SLOT;
+        let pa = base + vma.pgoff_of(va).byte_offset();
+        let flags = pte_flags(vma, vma.writable()) | Pte::SPECIAL;
+        self.install(pid, va, Pfn(pa >> PAGE_SHIFT), flags)?;
+        Ok((FaultKind::DevicePage, false))
     }
 
     fn install(&mut self, pid: Pid, va: VirtAddr, pfn: Pfn, flags: u64) -> Result<(), Signal> {
@@ -483,6 +502,11 @@ impl Kernel {
         pte: Pte,
     ) -> Result<(FaultKind, bool), Signal> {
         let old = pte.pfn();
+        if pte.special() {
+            // A device page made read-only by mprotect and writable again.
+            self.install(pid, va, old, pte_flags(vma, true) | Pte::SPECIAL)?;
+            return Ok((FaultKind::WpShared, false));
+        }
         let meta = *self.phys.meta(old);
         if vma.is_shared() {
             // wp_page_shared: dirty tracking of a shared file page.

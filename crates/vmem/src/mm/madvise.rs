@@ -197,7 +197,7 @@ impl Kernel {
                 let mut a = start;
                 while a < end {
                     let pte = self.pte_of(pid, a);
-                    if pte.present() && pte.pfn() != self.zero_pfn {
+                    if pte.present() && !pte.special() && pte.pfn() != self.zero_pfn {
                         frames.push(pte.pfn());
                     }
                     a = a.add(crate::addr::PAGE_SIZE);

@@ -161,6 +161,19 @@ impl Kernel {
                     // No DAX here: like ext4, refuse synchronous page faults.
                     return Err(Errno::EOPNOTSUPP);
                 }
+                if let FileKind::Device(_) = kind {
+                    // A device refuses copy-on-write mappings and ranges past its registers
+                    // (what drivers' mmap handlers answer: EINVAL).
+                    let size = self.inode(inode).size;
+                    if vm_flags & vm::MAYSHARE == 0
+                        || pgoff
+                            .saturating_mul(crate::addr::PAGE_SIZE)
+                            .saturating_add(len)
+                            > size
+                    {
+                        return Err(Errno::EINVAL);
+                    }
+                }
                 if kind == FileKind::DevZero {
                     // /dev/zero: private is anonymous memory, shared is a fresh shmem object.
                     if vm_flags & vm::MAYSHARE != 0 {

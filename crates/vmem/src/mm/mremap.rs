@@ -307,7 +307,7 @@ impl Kernel {
                     }
                     continue;
                 }
-                if !pte.has_frame() {
+                if !pte.has_frame() || pte.special() {
                     continue;
                 }
                 let m = *self.phys.meta(pte.pfn());

@@ -297,7 +297,7 @@ impl Kernel {
                 &mut |_, _, _, pte| {
                     if pte.is_swap() {
                         *swaprefs.entry(pte.swap_slot()).or_default() += 1;
-                    } else if pte.has_frame() {
+                    } else if pte.has_frame() && !pte.special() {
                         *mapcount.entry(pte.pfn().0).or_default() += 1;
                     }
                 },
