@@ -61,6 +61,18 @@ impl PagingGeometry {
     }
 }
 
+/// How the MMU turns the addresses a program uses into physical addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TranslationMode {
+    /// Page tables (x86-64 long mode).
+    #[default]
+    Paging,
+    /// Segments only: physical = base + offset after the limit check.
+    Segmentation,
+    /// A segment gives a linear address, which the page tables translate.
+    SegmentPaging,
+}
+
 /// Everything that shapes an emulated machine.
 #[derive(Clone, Debug)]
 pub struct MachineConfig {
@@ -98,6 +110,8 @@ pub struct MachineConfig {
     /// Back the whole RAM arena with host memory at boot (for benchmarks: no host page
     /// fault inside an emulated one). Off by default: a machine boots in microseconds.
     pub prefault_ram: bool,
+    /// How addresses are translated.
+    pub translation: TranslationMode,
 }
 
 impl Default for MachineConfig {
@@ -118,6 +132,7 @@ impl Default for MachineConfig {
             watermark_high: 0,
             dirty_background_ratio: 10,
             prefault_ram: false,
+            translation: TranslationMode::Paging,
         }
     }
 }

@@ -227,6 +227,19 @@ pub enum Event {
         /// `"RAM"` or the device's name.
         target: &'static str,
     },
+    /// The segmentation unit translated a logical address.
+    SegmentTranslate {
+        /// Process.
+        pid: Pid,
+        /// Segment number.
+        seg: u64,
+        /// Offset in the segment.
+        offset: u64,
+        /// The descriptor, if any.
+        desc: Option<crate::hw::segment::Segment>,
+        /// The linear (or physical) address, or the fault.
+        result: Result<u64, crate::hw::segment::SegFault>,
+    },
     /// Reclaim wrote an anonymous page to swap.
     SwapOut {
         /// The frame freed.
@@ -418,6 +431,19 @@ impl std::fmt::Display for Event {
                 if *write { "WRITE" } else { "READ " },
                 if *width == 1 { "" } else { "s" }
             ),
+            Event::SegmentTranslate { seg, offset, desc, result, .. } => match (desc, result) {
+                (Some(d), Ok(a)) => write!(
+                    f,
+                    "  segment {seg} (base 0x{:x}, limit 0x{:x}): offset 0x{offset:x} -> 0x{a:x}",
+                    d.base, d.limit
+                ),
+                (Some(d), Err(e)) => write!(
+                    f,
+                    "  segment {seg} (base 0x{:x}, limit 0x{:x}): offset 0x{offset:x} -> fault ({e:?})",
+                    d.base, d.limit
+                ),
+                (None, _) => write!(f, "  segment {seg}: no such segment"),
+            },
             Event::SwapOut { pfn, slot } => write!(
                 f,
                 "    reclaim: frame 0x{:x} written to swap slot {slot}",

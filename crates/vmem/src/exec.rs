@@ -146,7 +146,11 @@ impl Kernel {
     /// `path` (descriptors stay open).
     pub fn exec(&mut self, pid: Pid, path: impl AsRef<Path>) -> SysResult<ExecInfo> {
         let path = path.as_ref();
-        let r = self.do_exec(pid, path);
+        let r = if self.segmented() {
+            Err(Errno::ENOSYS)
+        } else {
+            self.do_exec(pid, path)
+        };
         self.trace_syscall(
             pid,
             || format!("execve(\"{}\")", path.display()),

@@ -176,6 +176,7 @@ impl Kernel {
             },
             fds: Vec::new(),
             stats: Counters::default(),
+            segments: Vec::new(),
         }));
         Ok(pid)
     }
@@ -346,6 +347,20 @@ impl Kernel {
     /// Translates `va` for `access`, handling faults until the access can proceed.
     #[inline]
     pub(crate) fn translate(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, Signal> {
+        if self.segmented() {
+            return self.translate_segmented(pid, va, access);
+        }
+        self.translate_paged(pid, va, access)
+    }
+
+    /// Translates `va` through the page tables, handling faults.
+    #[inline]
+    pub(crate) fn translate_paged(
         &mut self,
         pid: Pid,
         va: VirtAddr,
@@ -742,6 +757,7 @@ impl Kernel {
             let _ = self.close_quiet(pid, fd as i32);
         }
         let geom = self.cfg.geometry;
+        self.seg_release_all(pid);
         let p = self.procs[pid.0 as usize].take().expect("checked above");
         pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
         for v in p.mm.vmas.values() {

@@ -28,6 +28,8 @@ pub struct Process {
     pub fds: Vec<Option<FileId>>,
     /// What it caused.
     pub stats: Counters,
+    /// Segment table (segmented machines), indexed by segment number; 0 is null.
+    pub segments: Vec<Option<crate::mm::segmentation::SegmentMapping>>,
 }
 
 impl Process {

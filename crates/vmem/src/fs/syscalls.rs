@@ -360,7 +360,7 @@ impl Kernel {
     /// missing pages with read-ahead (`filemap_get_pages`: a synchronous window when the
     /// next page is missing, the asynchronous one when the last page found carries the
     /// read-ahead mark).
-    fn filemap_read(
+    pub(crate) fn filemap_read(
         &mut self,
         pid: Pid,
         id: InodeId,

@@ -7,5 +7,6 @@ pub mod device;
 pub mod mmu;
 pub mod phys;
 pub mod pte;
+pub mod segment;
 pub mod tlb;
 pub mod walk;

@@ -279,6 +279,42 @@ impl PhysMem {
         Some(Pfn(n as u64))
     }
 
+    /// Takes `n` physically contiguous frames (first fit); `None` when no run is free.
+    pub fn alloc_contiguous(&mut self, n: u64, flags: u16) -> Option<Pfn> {
+        if n == 0 {
+            return None;
+        }
+        let mut is_free = vec![false; self.frames.len()];
+        for &f in &self.free {
+            is_free[f as usize] = true;
+        }
+        let mut run = 0u64;
+        let mut start = None;
+        for (i, free) in is_free.iter().enumerate() {
+            if *free {
+                run += 1;
+                if run == n {
+                    start = Some(i as u64 + 1 - n);
+                    break;
+                }
+            } else {
+                run = 0;
+            }
+        }
+        let first = start?;
+        self.free
+            .retain(|&f| (f as u64) < first || (f as u64) >= first + n);
+        for i in first..first + n {
+            let meta = &mut self.frames[i as usize];
+            *meta = FrameMeta {
+                flags: FrameFlags(flags | FrameFlags::ALLOCATED),
+                stamp: meta.stamp.wrapping_add(1),
+                ..FrameMeta::default()
+            };
+        }
+        Some(Pfn(first))
+    }
+
     /// Returns a frame to the free list.
     pub fn free(&mut self, pfn: Pfn) {
         let meta = &mut self.frames[pfn.index()];

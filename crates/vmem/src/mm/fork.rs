@@ -21,7 +21,11 @@ use std::collections::HashMap;
 impl Kernel {
     /// `fork()`: returns the child's pid.
     pub fn fork(&mut self, pid: Pid) -> SysResult<Pid> {
-        let r = self.do_fork(pid);
+        let r = if self.segmented() {
+            Err(Errno::ENOSYS)
+        } else {
+            self.do_fork(pid)
+        };
         self.trace_syscall(pid, || "fork()".to_string(), &r.map(|p| p.0));
         r
     }

@@ -68,7 +68,13 @@ pub fn advice_name(a: i32) -> String {
 impl Kernel {
     /// `madvise(addr, len, advice)`.
     pub fn madvise(&mut self, pid: Pid, addr: VirtAddr, len: u64, advice: i32) -> SysResult<()> {
-        let r = self.do_madvise(pid, addr, len, advice);
+        let r = match self.cfg.translation {
+            crate::config::TranslationMode::Paging => self.do_madvise(pid, addr, len, advice),
+            crate::config::TranslationMode::Segmentation => Err(Errno::ENOSYS),
+            crate::config::TranslationMode::SegmentPaging => self
+                .seg_linear(pid, addr, len)
+                .and_then(|linear| self.do_madvise(pid, linear, len, advice)),
+        };
         self.trace_syscall(
             pid,
             || format!("madvise({addr}, {len}, {})", advice_name(advice)),

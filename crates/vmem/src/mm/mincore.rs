@@ -13,7 +13,13 @@ use crate::process::Pid;
 impl Kernel {
     /// `mincore(addr, len)`: the residency vector.
     pub fn mincore(&mut self, pid: Pid, addr: VirtAddr, len: u64) -> SysResult<Vec<u8>> {
-        let r = self.do_mincore(pid, addr, len);
+        let r = match self.cfg.translation {
+            crate::config::TranslationMode::Paging => self.do_mincore(pid, addr, len),
+            crate::config::TranslationMode::Segmentation => Err(Errno::ENOSYS),
+            crate::config::TranslationMode::SegmentPaging => self
+                .seg_linear(pid, addr, len)
+                .and_then(|linear| self.do_mincore(pid, linear, len)),
+        };
         self.trace_syscall(
             pid,
             || format!("mincore({addr}, {len}, vec)"),

@@ -29,7 +29,11 @@ impl Kernel {
         fd: Fd,
         offset: i64,
     ) -> SysResult<VirtAddr> {
-        let r = self.do_mmap(pid, addr, len, prot, flags, fd, offset);
+        let r = if self.segmented() {
+            self.seg_mmap(pid, len, prot, flags, fd, offset)
+        } else {
+            self.do_mmap(pid, addr, len, prot, flags, fd, offset)
+        };
         self.trace_syscall(
             pid,
             || {
@@ -50,7 +54,7 @@ impl Kernel {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn do_mmap(
+    pub(crate) fn do_mmap(
         &mut self,
         pid: Pid,
         addr: VirtAddr,

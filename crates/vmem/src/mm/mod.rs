@@ -17,6 +17,7 @@ pub mod mremap;
 pub mod msync;
 pub mod munmap;
 pub mod pgtable;
+pub mod segmentation;
 pub mod vma;
 
 use crate::addr::{Pfn, VirtAddr};

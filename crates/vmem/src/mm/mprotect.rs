@@ -22,7 +22,11 @@ use crate::process::Pid;
 impl Kernel {
     /// `mprotect(addr, len, prot)`.
     pub fn mprotect(&mut self, pid: Pid, addr: VirtAddr, len: u64, prot: i32) -> SysResult<()> {
-        let r = self.do_mprotect(pid, addr, len, prot);
+        let r = if self.segmented() {
+            self.seg_mprotect(pid, addr, prot)
+        } else {
+            self.do_mprotect(pid, addr, len, prot)
+        };
         self.trace_syscall(
             pid,
             || format!("mprotect({addr}, {len}, {})", prot_str(prot)),
@@ -31,7 +35,13 @@ impl Kernel {
         r
     }
 
-    fn do_mprotect(&mut self, pid: Pid, start: VirtAddr, len: u64, prot: i32) -> SysResult<()> {
+    pub(crate) fn do_mprotect(
+        &mut self,
+        pid: Pid,
+        start: VirtAddr,
+        len: u64,
+        prot: i32,
+    ) -> SysResult<()> {
         self.proc_ref(pid)?;
         let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
         let prot = prot & !grows;

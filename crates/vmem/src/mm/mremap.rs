@@ -29,7 +29,11 @@ impl Kernel {
         flags: i32,
         new_addr: VirtAddr,
     ) -> SysResult<VirtAddr> {
-        let r = self.do_mremap(pid, old, old_len, new_len, flags, new_addr);
+        let r = if self.segmented() {
+            Err(Errno::ENOSYS)
+        } else {
+            self.do_mremap(pid, old, old_len, new_len, flags, new_addr)
+        };
         self.trace_syscall(
             pid,
             || format!("mremap({old}, {old_len}, {new_len}, {flags}, {new_addr})"),

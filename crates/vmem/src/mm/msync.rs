@@ -18,7 +18,11 @@ use crate::process::Pid;
 impl Kernel {
     /// `msync(addr, len, flags)`.
     pub fn msync(&mut self, pid: Pid, addr: VirtAddr, len: u64, flags: i32) -> SysResult<()> {
-        let r = self.do_msync(pid, addr, len, flags);
+        let r = if self.segmented() {
+            self.seg_msync(pid, addr, len, flags)
+        } else {
+            self.do_msync(pid, addr, len, flags)
+        };
         self.trace_syscall(
             pid,
             || format!("msync({addr}, {len}, {})", ms_flags_str(flags)),
@@ -27,7 +31,13 @@ impl Kernel {
         r
     }
 
-    fn do_msync(&mut self, pid: Pid, start: VirtAddr, len: u64, flags: i32) -> SysResult<()> {
+    pub(crate) fn do_msync(
+        &mut self,
+        pid: Pid,
+        start: VirtAddr,
+        len: u64,
+        flags: i32,
+    ) -> SysResult<()> {
         self.proc_ref(pid)?;
         if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 {
             return Err(Errno::EINVAL);

@@ -17,6 +17,9 @@ impl Kernel {
     pub fn munmap(&mut self, pid: Pid, addr: VirtAddr, len: u64) -> SysResult<()> {
         let r = (|| {
             self.proc_ref(pid)?;
+            if self.segmented() {
+                return self.seg_munmap(pid, addr, len);
+            }
             if !addr.is_aligned() || addr.0 > TASK_SIZE || len > TASK_SIZE - addr.0 {
                 return Err(Errno::EINVAL);
             }
