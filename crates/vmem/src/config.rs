@@ -28,6 +28,13 @@ impl PagingGeometry {
         page_shift: PAGE_SHIFT,
     };
 
+    /// x86-64 with LA57: 5 levels of 512 entries, 57-bit virtual addresses, 4 KiB pages.
+    pub const X86_64_5LEVEL: PagingGeometry = PagingGeometry {
+        levels: 5,
+        bits_per_level: 9,
+        page_shift: PAGE_SHIFT,
+    };
+
     /// Number of virtual address bits the tables translate.
     pub const fn va_bits(&self) -> u32 {
         self.levels * self.bits_per_level + self.page_shift

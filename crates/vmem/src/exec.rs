@@ -336,7 +336,7 @@ impl Kernel {
             let mm = &self.proc_ref(pid)?.mm;
             (mm.start_brk, mm.brk)
         };
-        if addr < start || addr.0 > TASK_SIZE {
+        if addr < start || addr.0 > self.task_size() {
             return Ok(cur);
         }
         let old_end = page_align_up(cur.0).unwrap_or(cur.0);

@@ -170,7 +170,7 @@ impl Kernel {
                 rss_file: 0,
                 rss_anon: 0,
                 pt_frames: 1,
-                mmap_base: TASK_SIZE - (128 << 20),
+                mmap_base: TASK_SIZE.min(self.task_size()) - (128 << 20),
                 start_brk: VirtAddr(0),
                 brk: VirtAddr(0),
             },
@@ -186,6 +186,13 @@ impl Kernel {
         let s = self.next_serial;
         self.next_serial += 1;
         s
+    }
+
+    /// One past the highest user address: 128 TiB with 4-level paging, 64 PiB with
+    /// 5-level (Linux `TASK_SIZE`). `mmap` still places mappings below 128 TiB unless a hint
+    /// asks for more, as Linux does.
+    pub fn task_size(&self) -> u64 {
+        (1u64 << (self.cfg.geometry.va_bits() - 1)) - crate::addr::PAGE_SIZE
     }
 
     /// Live process ids.

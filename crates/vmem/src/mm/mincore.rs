@@ -5,7 +5,6 @@
 //! has never touched it; for anonymous memory, when a PTE maps it (the zero page included).
 
 use crate::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::consts::TASK_SIZE;
 use crate::errno::{Errno, SysResult};
 use crate::kernel::Kernel;
 use crate::process::Pid;
@@ -33,7 +32,7 @@ impl Kernel {
         if !start.is_aligned() {
             return Err(Errno::EINVAL);
         }
-        if start.0 > TASK_SIZE || len > TASK_SIZE - start.0 {
+        if start.0 > self.task_size() || len > self.task_size() - start.0 {
             return Err(Errno::ENOMEM);
         }
         let pages = len.div_ceil(PAGE_SIZE);

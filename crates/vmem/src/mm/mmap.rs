@@ -292,12 +292,12 @@ impl Kernel {
         len: u64,
         flags: i32,
     ) -> SysResult<VirtAddr> {
-        if len > TASK_SIZE {
+        if len > self.task_size() {
             return Err(Errno::ENOMEM);
         }
         let mm = &self.proc_ref(pid)?.mm;
         if flags & MAP_FIXED != 0 {
-            if addr.0 > TASK_SIZE - len {
+            if addr.0 > self.task_size() - len {
                 return Err(Errno::ENOMEM);
             }
             if !addr.is_aligned() {
@@ -305,7 +305,7 @@ impl Kernel {
             }
             return Ok(addr);
         }
-        if addr.0 != 0 && addr.0 <= TASK_SIZE - len && !mm.intersects(addr, addr.add(len)) {
+        if addr.0 != 0 && addr.0 <= self.task_size() - len && !mm.intersects(addr, addr.add(len)) {
             return Ok(addr);
         }
         let low = self.cfg.mmap_min_addr;
@@ -328,7 +328,7 @@ impl Kernel {
             }
             cur = cur.max(v.end.0);
         }
-        if TASK_SIZE >= cur && TASK_SIZE - cur >= len {
+        if self.task_size() >= cur && self.task_size() - cur >= len {
             return Ok(VirtAddr(cur));
         }
         Err(Errno::ENOMEM)

@@ -69,7 +69,7 @@ impl Kernel {
         if new_len == 0 {
             return Err(Errno::EINVAL);
         }
-        if new_len > TASK_SIZE || old_len > TASK_SIZE {
+        if new_len > self.task_size() || old_len > self.task_size() {
             return Err(Errno::EINVAL);
         }
 
@@ -100,7 +100,7 @@ impl Kernel {
 
         if flags & MREMAP_FIXED != 0 {
             // check_mremap_params: the destination's own checks come first.
-            if !new_addr.is_aligned() || new_addr.0 > TASK_SIZE - new_len {
+            if !new_addr.is_aligned() || new_addr.0 > self.task_size() - new_len {
                 return Err(Errno::EINVAL);
             }
             if new_addr.0 < old.0 + old_len && old.0 < new_addr.0 + new_len {
@@ -158,7 +158,8 @@ impl Kernel {
         let old_end = old.add(old_len);
         if flags & MREMAP_DONTUNMAP == 0 && old_end == v.end {
             let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
-            if new_end.0 <= TASK_SIZE && !self.proc_ref(pid)?.mm.intersects(old_end, new_end) {
+            if new_end.0 <= self.task_size() && !self.proc_ref(pid)?.mm.intersects(old_end, new_end)
+            {
                 let p = self.proc_mut(pid)?;
                 let vm = p.mm.vmas.get_mut(&v.start.0).expect("source VMA");
                 vm.end = new_end;
@@ -217,7 +218,7 @@ impl Kernel {
         if flags & MREMAP_FIXED == 0 {
             return self.get_unmapped_area(pid, VirtAddr(0), new_len, 0);
         }
-        if !new_addr.is_aligned() || new_addr.0 > TASK_SIZE - new_len {
+        if !new_addr.is_aligned() || new_addr.0 > self.task_size() - new_len {
             return Err(Errno::EINVAL);
         }
         // The ranges may not overlap.

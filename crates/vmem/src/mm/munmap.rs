@@ -6,7 +6,6 @@
 //! pages still reach the file at write-back.
 
 use crate::addr::{page_align_up, VirtAddr};
-use crate::consts::TASK_SIZE;
 use crate::errno::{Errno, SysResult};
 use crate::events::Event;
 use crate::kernel::Kernel;
@@ -20,7 +19,7 @@ impl Kernel {
             if self.segmented() {
                 return self.seg_munmap(pid, addr, len);
             }
-            if !addr.is_aligned() || addr.0 > TASK_SIZE || len > TASK_SIZE - addr.0 {
+            if !addr.is_aligned() || addr.0 > self.task_size() || len > self.task_size() - addr.0 {
                 return Err(Errno::EINVAL);
             }
             let len = page_align_up(len).ok_or(Errno::EINVAL)?;
