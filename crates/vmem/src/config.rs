@@ -60,7 +60,9 @@ impl PagingGeometry {
     /// Linux's name for the table at `level` (pgd, pud, pmd, pte for 4 levels).
     pub fn level_name(&self, level: u32) -> &'static str {
         const NAMES: [&str; 5] = ["PTE", "PMD", "PUD", "P4D", "PGD"];
-        if level + 1 == self.levels {
+        if self.levels == 1 {
+            "PT"
+        } else if level + 1 == self.levels {
             "PGD"
         } else {
             NAMES[level as usize]

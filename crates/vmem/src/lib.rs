@@ -49,6 +49,7 @@ pub mod process;
 pub mod reclaim;
 pub mod signal;
 pub mod stats;
+pub mod trainer;
 
 pub use addr::{Pfn, PgOff, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
 pub use config::{MachineConfig, PagingGeometry};
