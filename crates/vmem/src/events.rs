@@ -55,8 +55,10 @@ impl FaultKind {
     }
 }
 
-/// Something that happened in the machine.
+/// Something that happened in the machine. New kinds of event may be added: match with a
+/// wildcard arm (every event also implements `Display`).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// A syscall returned.
     Syscall {

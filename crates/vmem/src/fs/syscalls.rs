@@ -317,6 +317,8 @@ impl Kernel {
     }
 
     fn do_read(&mut self, pid: Pid, fd: Fd, count: usize, at: Option<u64>) -> SysResult<Vec<u8>> {
+        // Linux MAX_RW_COUNT: one read moves at most INT_MAX rounded down to a page.
+        let count = count.min(0x7fff_f000);
         let fid = self.fd_file(pid, fd)?;
         let f = self.file(fid).clone();
         if !f.readable() {

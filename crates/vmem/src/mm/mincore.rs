@@ -36,7 +36,8 @@ impl Kernel {
             return Err(Errno::ENOMEM);
         }
         let pages = len.div_ceil(PAGE_SIZE);
-        let mut out = Vec::with_capacity(pages as usize);
+        // Grown page by page: an unmapped page ends the call before a huge `len` costs.
+        let mut out = Vec::new();
         let mut va = start;
         for _ in 0..pages {
             let v = self

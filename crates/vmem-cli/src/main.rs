@@ -1,0 +1,390 @@
+//! `vmem`: scenario scripts and a shell over the emulated machine, with every step
+//! explained.
+//!
+//! ```text
+//! vmem run examples/tour.rhai --explain     # narrate every step
+//! vmem run script.rhai --json               # the same events as JSON lines
+//! vmem shell                                # the same functions at a prompt
+//! vmem api                                  # the script API reference
+//! ```
+//!
+//! Exit status: 0 ok, 1 a failed assertion, 2 a script error (syntax, runtime, uncaught
+//! signal, limits), 3 usage or I/O error, 4 a bug in vmem.
+
+#![forbid(unsafe_code)]
+
+mod doc;
+mod narrate;
+mod report;
+mod script;
+mod shell;
+
+use clap::{Args, Parser, Subcommand};
+use narrate::{Mode, Out};
+use report::{Failure, Src, EXIT_INTERNAL, EXIT_OK, EXIT_SCRIPT, EXIT_USAGE};
+use script::{Limits, State};
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The Linux memory-mapping system in user space: run scenario scripts on an emulated
+/// machine and see every step.
+#[derive(Parser, Debug)]
+#[command(name = "vmem", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario script (Rhai).
+    Run {
+        /// The script, e.g. examples/tour.rhai.
+        script: PathBuf,
+        #[command(flatten)]
+        opts: Opts,
+        /// Narrate every step: syscalls, VMAs, TLB, page walks, faults, cache, disk, signals.
+        #[arg(long, short = 'e', conflicts_with = "json")]
+        explain: bool,
+    },
+    /// Type the same functions at a prompt, with each step explained.
+    Shell {
+        #[command(flatten)]
+        opts: Opts,
+        /// Do not narrate (script output and results only).
+        #[arg(long, short = 'q', conflicts_with = "json")]
+        quiet: bool,
+    },
+    /// Print the script API reference (or one function's entry).
+    Api {
+        /// A function name, e.g. mmap.
+        name: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Opts {
+    /// Write events as JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Data directory for the script's files (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Machine setting, e.g. ram_mib=16 (repeatable; overrides machine() in the script).
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// Let scripts also create, write and truncate files under PATH (repeatable).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    allow_write: Vec<PathBuf>,
+    /// Stop the run after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Stop the script after N Rhai operations (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 100_000_000)]
+    max_ops: u64,
+}
+
+static PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+fn main() {
+    // A panic anywhere is a bug in vmem: report it in one line, never as a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match info.payload().downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "unknown panic".into()),
+        };
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut p) = PANIC.lock() {
+            *p = Some(format!("{msg}{at}"));
+        }
+    }));
+    let code = match Cli::try_parse() {
+        Ok(cli) => dispatch(cli),
+        Err(e) => {
+            let _ = e.print();
+            match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_OK,
+                _ => EXIT_USAGE,
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("vmem: {msg}");
+    EXIT_USAGE
+}
+
+fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Api { name } => api(name.as_deref()),
+        Command::Run {
+            script,
+            opts,
+            explain,
+        } => {
+            let mode = if opts.json {
+                Mode::Json
+            } else if explain {
+                Mode::Explain
+            } else {
+                Mode::Quiet
+            };
+            run(&script, &opts, mode)
+        }
+        Command::Shell { opts, quiet } => {
+            let mode = if opts.json {
+                Mode::Json
+            } else if quiet {
+                Mode::Quiet
+            } else {
+                Mode::Explain
+            };
+            with_setup(&opts, mode, shell::shell)
+        }
+    }
+}
+
+fn api(name: Option<&str>) -> i32 {
+    match name {
+        None => {
+            print!("{}", doc::reference());
+            EXIT_OK
+        }
+        Some(n) => {
+            let found = doc::find(n);
+            if found.is_empty() {
+                let hint = doc::suggest(n)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return usage_error(&format!("no function `{n}` in the script API{hint}"));
+            }
+            for e in found {
+                println!("{}\n    {}", e.sig, e.doc);
+            }
+            EXIT_OK
+        }
+    }
+}
+
+/// What a run needs, ready: output, machine state, limits.
+#[derive(Debug)]
+pub struct Setup {
+    /// Output mode.
+    pub mode: Mode,
+    /// Colour.
+    pub color: bool,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Extra writable roots.
+    pub allow_write: Vec<PathBuf>,
+    /// Checked `--config` settings.
+    pub overrides: Vec<(String, String)>,
+    /// Rhai operations limit.
+    pub max_ops: u64,
+    /// `--timeout`.
+    pub timeout: Option<Duration>,
+}
+
+impl Setup {
+    /// A fresh state and its output.
+    pub fn state(&self) -> std::io::Result<Rc<State>> {
+        let stdout: Box<dyn std::io::Write> = Box::new(std::io::BufWriter::new(std::io::stdout()));
+        let out = Rc::new(RefCell::new(Out::new(self.mode, self.color, stdout)));
+        Ok(Rc::new(State::new(
+            out,
+            &self.data_dir,
+            &self.allow_write,
+            self.overrides.clone(),
+        )?))
+    }
+
+    /// The limits for a run starting now.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_ops: self.max_ops,
+            deadline: Rc::new(std::cell::Cell::new(
+                self.timeout.map(|t| Instant::now() + t),
+            )),
+        }
+    }
+}
+
+/// Checks the options, makes the data directory, and runs `f` on a thread with a large
+/// stack (deeply nested scripts stay within Rhai's own limits, not the thread's).
+fn with_setup(opts: &Opts, mode: Mode, f: impl FnOnce(&Setup) -> i32 + Send) -> i32 {
+    let mut overrides = Vec::new();
+    for c in &opts.config {
+        let Some((k, v)) = c.split_once('=') else {
+            return usage_error(&format!(
+                "--config {c}: expected KEY=VALUE, e.g. ram_mib=16"
+            ));
+        };
+        let mut cfg = vmem::MachineConfig::default();
+        if let Err(e) = script::apply_config(&mut cfg, k.trim(), v.trim()) {
+            return usage_error(&format!("--config {c}: {e}"));
+        }
+        overrides.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let timeout = match opts.timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return usage_error(&format!(
+                "--timeout {t}: expected a positive number of seconds"
+            ))
+        }
+    };
+    let _tmp;
+    let data_dir = match &opts.dir {
+        Some(d) => {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                return usage_error(&format!("--dir {}: {e}", d.display()));
+            }
+            d.clone()
+        }
+        None => match tempfile::Builder::new().prefix("vmem-").tempdir() {
+            Ok(t) => {
+                let p = t.path().to_path_buf();
+                _tmp = t;
+                p
+            }
+            Err(e) => return usage_error(&format!("cannot create a temporary directory: {e}")),
+        },
+    };
+    let color = mode != Mode::Json
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let setup = Setup {
+        mode,
+        color,
+        data_dir,
+        allow_write: opts.allow_write.clone(),
+        overrides,
+        max_ops: opts.max_ops,
+        timeout,
+    };
+    let r = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("vmem".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, || f(&setup))
+            .map(|h| h.join())
+    });
+    match r {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => {
+            let msg = PANIC
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_else(|| "unknown".into());
+            eprintln!("vmem: internal error (a bug in vmem, please report it): {msg}");
+            EXIT_INTERNAL
+        }
+        Err(e) => usage_error(&format!("cannot start the script thread: {e}")),
+    }
+}
+
+fn run(path: &std::path::Path, opts: &Opts, mode: Mode) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return usage_error(&format!("cannot read script {}: {e}", path.display()));
+        }
+    };
+    let name = path.display().to_string();
+    with_setup(opts, mode, |setup| run_script(setup, &name, &text))
+}
+
+fn run_script(setup: &Setup, name: &str, text: &str) -> i32 {
+    let st = match setup.state() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&format!("data directory: {e}")),
+    };
+    st.out.borrow_mut().set_source(text);
+    let src = Src {
+        name,
+        text,
+        color: std::io::stderr().is_terminal() && setup.color,
+    };
+    let limits = setup.limits();
+    let engine = script::build_engine(&st, limits);
+    let ast = match engine.compile(text) {
+        Ok(a) => a,
+        Err(e) => {
+            let f = report::parse_failure(src, &e);
+            return finish(&st, None, Some(f));
+        }
+    };
+    let result = engine.run_ast(&ast);
+    drop(engine);
+    let failure = match result {
+        Ok(()) => st
+            .assertion
+            .borrow()
+            .as_ref()
+            .map(|a| report::caught_assertion(src, a)),
+        Err(e) => Some(report::eval_failure(src, &e, setup.max_ops)),
+    };
+    finish(&st, Some(()), failure)
+}
+
+/// The end of a run: write back dirty pages, print the summary, then the failure if any.
+fn finish(st: &Rc<State>, ran: Option<()>, failure: Option<Failure>) -> i32 {
+    if ran.is_some() && !failure.as_ref().is_some_and(|f| f.quiet) {
+        end_of_machine(st);
+    }
+    let mut out = st.out.borrow_mut();
+    out.flush();
+    drop(out);
+    match failure {
+        None => EXIT_OK,
+        Some(f) if f.quiet => EXIT_OK,
+        Some(f) => {
+            eprint!("{}", f.message);
+            if f.message.is_empty() {
+                EXIT_SCRIPT
+            } else {
+                f.code
+            }
+        }
+    }
+}
+
+/// Writes back every dirty page (narrated under a heading if anything happens) and prints
+/// the counters; then powers the machine off.
+pub fn end_of_machine(st: &Rc<State>) {
+    st.out.borrow_mut().heading_if_events(Some(
+        "== end of run: sync() writes back every dirty page ==",
+    ));
+    let (c, used, total, live) = st.with_kernel(|k| {
+        let _ = k.sync();
+        (
+            k.stats(),
+            k.frames_in_use(),
+            k.total_frames(),
+            k.pids().len(),
+        )
+    });
+    st.out.borrow_mut().heading_if_events(None);
+    st.out.borrow_mut().summary(&c, used, total, live);
+    if let Some(mut k) = st.take_kernel() {
+        k.set_observer(None);
+    }
+    st.out.borrow_mut().flush();
+}
