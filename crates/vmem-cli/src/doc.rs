@@ -67,6 +67,7 @@ pub const SECTIONS: &[(&str, &[Entry])] = &[
             e("mincore", "p.mincore(addr, len)", "r.value is an array, one 0/1 per page: resident or not."),
             e("brk", "p.brk(addr)", "Moves the end of the heap (after exec); r.addr is the new end."),
             e("exec", "p.exec(path)", "Replaces the address space with a real ELF executable (no instruction runs); r.value is #{entry, brk, stack_start, stack_top, segments, interp}."),
+            e("map_library", "p.map_library(path)", "Maps a real shared object (e.g. libc.so.6) as the dynamic loader does: each PT_LOAD segment MAP_PRIVATE at a free address; r.value is #{entry, bias, segments, interp}."),
             e("fork", "let c = p.fork()", "A child process sharing every page copy-on-write. Throws #{errno, error} if it cannot."),
             e("exit", "p.exit()", "Ends the process: unmaps everything, closes its descriptors."),
         ],

@@ -59,6 +59,23 @@ enum Command {
         #[arg(long, short = 'q', conflicts_with = "json")]
         quiet: bool,
     },
+    /// Generate an address-translation exercise (OSTEP style); -c shows the answers,
+    /// worked out by the emulated machine's own MMU.
+    Translate {
+        /// linear (one page table), multi (two levels), seg (segmentation) or segpage
+        /// (segments, then pages).
+        #[arg(long, short = 'm', default_value = "linear")]
+        mode: String,
+        /// The same seed gives the same problem.
+        #[arg(long, short = 's', default_value_t = 0)]
+        seed: u64,
+        /// How many addresses to translate.
+        #[arg(long, short = 'n', default_value_t = 5)]
+        count: usize,
+        /// Compute the answers and show each step.
+        #[arg(short = 'c', long = "compute")]
+        compute: bool,
+    },
     /// Print the script API reference (or one function's entry).
     Api {
         /// A function name, e.g. mmap.
@@ -132,6 +149,23 @@ fn usage_error(msg: &str) -> i32 {
 fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Api { name } => api(name.as_deref()),
+        Command::Translate {
+            mode,
+            seed,
+            count,
+            compute,
+        } => match vmem::trainer::Mode::parse(&mode) {
+            Some(m) => {
+                print!(
+                    "{}",
+                    vmem::trainer::generate(m, seed, count.min(1000)).render(compute)
+                );
+                EXIT_OK
+            }
+            None => usage_error(&format!(
+                "unknown translation mode `{mode}`: use linear, multi, seg or segpage"
+            )),
+        },
         Command::Run {
             script,
             opts,

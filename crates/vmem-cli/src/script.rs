@@ -90,6 +90,14 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "dirty_background_ratio",
         "percent of RAM dirty pages may reach before write-back, 1..=100 (default 10)",
     ),
+    (
+        "translation",
+        "\"paging\" (default), \"segmentation\" or \"segment-paging\"",
+    ),
+    (
+        "paging_levels",
+        "4 (default, 48-bit addresses) or 5 (57-bit)",
+    ),
 ];
 
 /// Applies one setting (`raw` as written: `16`, `0x10000`, `clock`), checking its range.
@@ -98,6 +106,20 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
         cfg.policy = vmem::reclaim::policy::PolicyKind::parse(raw.trim()).ok_or_else(|| {
             format!("policy = {raw:?}: expected two-list, clock, fifo, lru or random")
         })?;
+        return Ok(());
+    }
+    if key == "translation" {
+        use vmem::config::TranslationMode;
+        cfg.translation = match raw.trim() {
+            "paging" => TranslationMode::Paging,
+            "segmentation" => TranslationMode::Segmentation,
+            "segment-paging" | "segpage" => TranslationMode::SegmentPaging,
+            _ => {
+                return Err(format!(
+                    "translation = {raw:?}: expected paging, segmentation or segment-paging"
+                ))
+            }
+        };
         return Ok(());
     }
     if !CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
@@ -134,6 +156,13 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
         "watermark_low" => cfg.watermark_low = range(0, 1 << 20)?,
         "watermark_high" => cfg.watermark_high = range(0, 1 << 20)?,
         "dirty_background_ratio" => cfg.dirty_background_ratio = range(1, 100)?,
+        "paging_levels" => {
+            cfg.geometry = if range(4, 5)? == 5 {
+                vmem::config::PagingGeometry::X86_64_5LEVEL
+            } else {
+                vmem::config::PagingGeometry::X86_64_4LEVEL
+            }
+        }
         _ => unreachable!("checked against CONFIG_KEYS above"),
     }
     Ok(())
@@ -557,18 +586,23 @@ fn vma_map(v: &vmem::mm::vma::Vma) -> Dynamic {
 }
 
 fn exec_map(e: &vmem::exec::ExecInfo) -> Dynamic {
-    let mut m = Map::new();
-    m.insert("entry".into(), (e.image.entry.0 as INT).into());
-    m.insert("bias".into(), (e.image.bias as INT).into());
+    let mut m = image_fields(&e.image);
     m.insert("brk".into(), (e.brk.0 as INT).into());
     m.insert("stack_start".into(), (e.stack_start.0 as INT).into());
     m.insert("stack_top".into(), (e.stack_top.0 as INT).into());
+    Dynamic::from_map(m)
+}
+
+/// `#{entry, bias, interp, segments}` of a loaded ELF image.
+fn image_fields(img: &vmem::exec::LoadedImage) -> Map {
+    let mut m = Map::new();
+    m.insert("entry".into(), (img.entry.0 as INT).into());
+    m.insert("bias".into(), (img.bias as INT).into());
     m.insert(
         "interp".into(),
-        e.image.interp.clone().map_or(Dynamic::UNIT, |s| s.into()),
+        img.interp.clone().map_or(Dynamic::UNIT, |s| s.into()),
     );
-    let segs: Array = e
-        .image
+    let segs: Array = img
         .segments
         .iter()
         .map(|s| {
@@ -582,7 +616,7 @@ fn exec_map(e: &vmem::exec::ExecInfo) -> Dynamic {
         })
         .collect();
     m.insert("segments".into(), segs.into());
-    Dynamic::from_map(m)
+    m
 }
 
 /// The C constants and errno names, visible everywhere (functions included).
@@ -1441,6 +1475,18 @@ fn register_process(engine: &mut Engine) {
                 "exec",
                 |k, pid| k.exec(pid, &path),
                 |info| (exec_map(&info), None),
+            )
+        },
+    );
+    engine.register_fn(
+        "map_library",
+        |ctx: NativeCallContext, p: &mut Proc, path: &str| {
+            let path = p.st.resolve(path);
+            p.sys(
+                &ctx,
+                "map_library",
+                |k, pid| k.map_library(pid, &path),
+                |img| (Dynamic::from_map(image_fields(&img)), None),
             )
         },
     );

@@ -503,3 +503,24 @@ fn api_reference_lists_the_functions() {
     }
     assert_eq!(run(&["api", "nosuch"]).status.code(), Some(3));
 }
+
+#[test]
+fn translate_exercises_are_seeded_and_answered_with_c() {
+    for mode in ["linear", "multi", "seg", "segpage"] {
+        let a = run(&["translate", "-m", mode, "-s", "42"]);
+        let b = run(&["translate", "-m", mode, "-s", "42"]);
+        assert!(a.status.success(), "{}", stderr(&a));
+        assert_eq!(stdout(&a), stdout(&b), "same seed, same problem");
+        assert!(stdout(&a).contains("-> ?"), "answers hidden without -c");
+        let c = run(&["translate", "-m", mode, "-s", "42", "-c"]);
+        let text = stdout(&c);
+        assert!(
+            text.contains("physical 0x") || text.contains("fault") || text.contains("violation"),
+            "{text}"
+        );
+        assert!(!text.contains("-> ?"));
+    }
+    let bad = run(&["translate", "-m", "tlb"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(stderr(&bad).contains("unknown translation mode"));
+}
