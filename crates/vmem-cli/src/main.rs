@@ -6,13 +6,15 @@
 //! vmem run script.rhai --json               # the same events as JSON lines
 //! vmem shell                                # the same functions at a prompt
 //! vmem api                                  # the script API reference
+//! vmem bench [--quick] [--json]             # the model side by side with the real thing
 //! ```
 //!
 //! Exit status: 0 ok, 1 a failed assertion, 2 a script error (syntax, runtime, uncaught
 //! signal, limits), 3 usage or I/O error, 4 a bug in vmem.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod bench;
 mod doc;
 mod narrate;
 mod report;
@@ -75,6 +77,16 @@ enum Command {
         /// Compute the answers and show each step.
         #[arg(short = 'c', long = "compute")]
         compute: bool,
+    },
+    /// Measure the model side by side with the real hardware and kernel, and print a
+    /// table: model, real, ratio, target, met.
+    Bench {
+        /// CI-sized runs (a few seconds in total).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per row instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the script API reference (or one function's entry).
     Api {
@@ -149,6 +161,7 @@ fn usage_error(msg: &str) -> i32 {
 fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Api { name } => api(name.as_deref()),
+        Command::Bench { quick, json } => bench::run(quick, json),
         Command::Translate {
             mode,
             seed,
