@@ -56,6 +56,8 @@ pub struct Kernel {
     pub(crate) rng: u64,
     /// Bus transactions of the access in progress (only kept while observed).
     bus_log: Vec<(PhysAddr, usize, usize)>,
+    /// TLB hits may take the short path (see `fast_path_allowed`).
+    fast_path: bool,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -110,7 +112,7 @@ impl Kernel {
             .expect("a new machine has free frames");
         let tlb = Tlb::new(cfg.tlb_sets, cfg.tlb_ways);
         let cfg_policy = cfg.policy.build();
-        Ok(Kernel {
+        let mut k = Kernel {
             cfg,
             phys,
             tlb,
@@ -133,8 +135,11 @@ impl Kernel {
             in_reclaim: false,
             rng: 0x2545_f491_4f6c_dd1d,
             bus_log: Vec::new(),
+            fast_path: false,
             clock: 0,
-        })
+        };
+        k.fast_path = k.fast_path_allowed();
+        Ok(k)
     }
 
     /// The configuration it was booted with.
@@ -144,7 +149,15 @@ impl Kernel {
 
     /// Sets the event observer (or clears it with `None`); returns the previous one.
     pub fn set_observer(&mut self, o: Option<Box<dyn Observer>>) -> Option<Box<dyn Observer>> {
-        self.events.set_observer(o)
+        let old = self.events.set_observer(o);
+        self.fast_path = self.fast_path_allowed();
+        old
+    }
+
+    /// Whether TLB hits may skip the full translation path: paging, no observer, and no
+    /// per-access clock (exact LRU).
+    fn fast_path_allowed(&self) -> bool {
+        !self.segmented() && !self.events.enabled() && !self.access_clock
     }
 
     /// Creates a process with an empty address space and no open files.
@@ -520,6 +533,23 @@ impl Kernel {
     /// Loads a little-endian u64. The fast path: one translation, no allocation.
     #[inline]
     pub fn load_u64(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
+        // The fast path: a TLB hit on RAM with nobody watching costs one process lookup,
+        // one TLB set scan and one arena read.
+        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
+            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
+                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Read) {
+                    if let Some(v) = self.phys.ram_u64(pa) {
+                        p.stats.tlb_hits += 1;
+                        p.stats.mapped_loads += 8;
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+        self.load_u64_slow(pid, va)
+    }
+
+    fn load_u64_slow(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
         if va.page_offset() <= PAGE_SIZE - 8 {
             let pa = self.translate(pid, va, Access::Read)?;
             let v = match self.phys.ram_u64(pa) {
@@ -541,6 +571,21 @@ impl Kernel {
     /// Stores a little-endian u64.
     #[inline]
     pub fn store_u64(&mut self, pid: Pid, va: VirtAddr, v: u64) -> Result<(), Signal> {
+        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
+            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
+                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Write) {
+                    if self.phys.ram_write_u64(pa, v) {
+                        p.stats.tlb_hits += 1;
+                        p.stats.mapped_stores += 8;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.store_u64_slow(pid, va, v)
+    }
+
+    fn store_u64_slow(&mut self, pid: Pid, va: VirtAddr, v: u64) -> Result<(), Signal> {
         if va.page_offset() <= PAGE_SIZE - 8 {
             let pa = self.translate(pid, va, Access::Write)?;
             self.live(pid).stats.mapped_stores += 8;

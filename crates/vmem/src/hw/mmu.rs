@@ -60,6 +60,23 @@ pub struct Context {
     pub root: crate::addr::Pfn,
 }
 
+/// The TLB-hit case alone: the physical address if the TLB holds a translation that
+/// allows `access` without any further work (for a store, one whose Dirty bit is already
+/// set). `None` means "take the full path" ([`translate`]). Counts nothing.
+#[inline(always)]
+pub fn tlb_hit(tlb: &Tlb, asid: Asid, va: VirtAddr, access: Access) -> Option<PhysAddr> {
+    let e = tlb.lookup(asid, va.vpn())?;
+    let ok = match access {
+        Access::Read => true,
+        Access::Write => {
+            e.flags & (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+                == (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+        }
+        Access::Exec => e.flags & TlbEntry::NX == 0,
+    };
+    ok.then(|| e.pfn.addr().add(va.page_offset()))
+}
+
 /// Translates `va` for `access` in `ctx`. Counts TLB hits/misses and walks in `counters`.
 #[inline]
 #[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)

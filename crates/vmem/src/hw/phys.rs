@@ -196,6 +196,19 @@ impl PhysMem {
         Some(u64::from_le_bytes(s.try_into().ok()?))
     }
 
+    /// Stores a little-endian u64 to RAM at `pa`; false (nothing written) outside RAM.
+    #[inline(always)]
+    pub fn ram_write_u64(&mut self, pa: PhysAddr, v: u64) -> bool {
+        let start = pa.0 as usize;
+        match self.bytes.get_mut(start..start + 8) {
+            Some(d) => {
+                d.copy_from_slice(&v.to_le_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A CPU load of a little-endian u64 at `pa`: RAM or a device.
     #[inline]
     pub fn cpu_read_u64(&mut self, pa: PhysAddr) -> u64 {
