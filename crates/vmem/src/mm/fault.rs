@@ -17,6 +17,7 @@ use crate::hw::mmu::{Access, HwFault};
 use crate::hw::phys::FrameFlags;
 use crate::hw::pte::Pte;
 use crate::kernel::Kernel;
+use crate::mm::pgtable;
 use crate::mm::vma::{Backing, Vma};
 use crate::process::Pid;
 use crate::signal::{BusCode, SegvCode, Signal};
@@ -347,32 +348,38 @@ impl Kernel {
         let size_pages = self.size_pages(id);
         let mut mapped = 0;
         let mut first = None;
-        let mut a = start;
-        while a < end {
-            if a != va && !self.pte_of(pid, a).has_frame() {
-                let pgoff = vma.pgoff_of(a);
-                if pgoff.0 < size_pages {
-                    // Pages carrying the read-ahead mark are left for a fault of their own, which
-                    // starts the next window (filemap_map_pages skips them).
-                    if let Some(pfn) = self
-                        .inode(id)
-                        .pages
-                        .get(&pgoff.0)
-                        .copied()
-                        .filter(|p| !self.phys.meta(*p).flags.has(FrameFlags::READAHEAD))
-                    {
-                        self.get_page(pfn);
-                        if self.install(pid, a, pfn, pte_flags(vma, false)).is_err() {
-                            self.put_page(pfn);
-                            break;
+        if n.is_power_of_two() && n <= self.cfg.geometry.entries() {
+            // The aligned window lies inside one leaf table, which the faulting page's
+            // PTE already uses: write the entries straight into it (filemap_map_pages).
+            mapped = self.fault_around_in_table(pid, va, vma, id, start, end, &mut first);
+        } else {
+            let mut a = start;
+            while a < end {
+                if a != va && !self.pte_of(pid, a).has_frame() {
+                    let pgoff = vma.pgoff_of(a);
+                    if pgoff.0 < size_pages {
+                        // Pages carrying the read-ahead mark are left for a fault of their own, which
+                        // starts the next window (filemap_map_pages skips them).
+                        if let Some(pfn) = self
+                            .inode(id)
+                            .pages
+                            .get(&pgoff.0)
+                            .copied()
+                            .filter(|p| !self.phys.meta(*p).flags.has(FrameFlags::READAHEAD))
+                        {
+                            self.get_page(pfn);
+                            if self.install(pid, a, pfn, pte_flags(vma, false)).is_err() {
+                                self.put_page(pfn);
+                                break;
+                            }
+                            self.live_mm_rss(pid, 1, 0);
+                            first.get_or_insert(a);
+                            mapped += 1;
                         }
-                        self.live_mm_rss(pid, 1, 0);
-                        first.get_or_insert(a);
-                        mapped += 1;
                     }
                 }
+                a = a.add(1 << PAGE_SHIFT);
             }
-            a = a.add(1 << PAGE_SHIFT);
         }
         if mapped > 0 {
             if let Ok(p) = self.proc_mut(pid) {
@@ -385,6 +392,61 @@ impl Kernel {
                 pages: mapped,
             });
         }
+    }
+
+    /// Fault-around within one leaf table: one walk for the window, one page-cache range
+    /// scan, and a PTE written for each cached page that has no entry yet. (A not-present
+    /// entry is never in the TLB, so nothing needs flushing.) Returns the pages mapped.
+    #[allow(clippy::too_many_arguments)]
+    fn fault_around_in_table(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        id: InodeId,
+        start: VirtAddr,
+        end: VirtAddr,
+        first: &mut Option<VirtAddr>,
+    ) -> u64 {
+        let size_pages = self.size_pages(id);
+        let geom = self.cfg.geometry;
+        let Ok(root) = self.proc_ref(pid).map(|p| p.mm.root) else {
+            return 0;
+        };
+        let Some(base_slot) = pgtable::pte_slot(&self.phys, &geom, root, start) else {
+            return 0;
+        };
+        let first_pg = vma.pgoff_of(start).0;
+        let last_pg = vma.pgoff_of(VirtAddr(end.0 - 1)).0;
+        let fault_pg = vma.pgoff_of(va).0;
+        let cached: Vec<(u64, Pfn)> = self
+            .inode(id)
+            .pages
+            .range(first_pg..=last_pg)
+            .filter(|(pg, p)| {
+                **pg != fault_pg
+                    && **pg < size_pages
+                    && !self.phys.meta(**p).flags.has(FrameFlags::READAHEAD)
+            })
+            .map(|(pg, p)| (*pg, *p))
+            .collect();
+        let flags = pte_flags(vma, false);
+        let mut mapped = 0;
+        for (pg, pfn) in cached {
+            let a = start.add((pg - first_pg) << PAGE_SHIFT);
+            let slot = base_slot.add(((a.0 - start.0) >> PAGE_SHIFT) * 8);
+            if self.phys.read_u64(slot) != 0 {
+                continue;
+            }
+            self.get_page(pfn);
+            let pte = Pte::new(pfn, flags);
+            self.phys.write_u64(slot, pte.0);
+            self.events.emit(|| Event::PteInstall { pid, va: a, pte });
+            first.get_or_insert(a);
+            mapped += 1;
+        }
+        self.live_mm_rss(pid, mapped as i64, 0);
+        mapped
     }
 
     /// Linux `do_cow_fault`: a private write to a file page copies it into a new frame.
