@@ -1,0 +1,983 @@
+//! The pager: page states, filling a page from the store, read-ahead, dirty tracking by
+//! write-protection, write-back, and eviction between watermarks.
+//!
+//! Owns everything a fault needs once its address is known, whichever way the fault was
+//! delivered (`signal.rs` calls [`Pager::signal_fault`] in the faulting thread,
+//! `threads.rs` calls [`Pager::thread_fault`] in a filler thread). It mirrors, in user
+//! space, what Linux does in `mm/filemap.c` (`filemap_fault`, read-ahead in
+//! `mm/readahead.c`), `mm/page-writeback.c` (`clear_page_dirty_for_io`: write-protect,
+//! then write) and `mm/vmscan.c` (reclaim from a high to a low watermark, second chance).
+//!
+//! # Page states
+//!
+//! Every pager page has a state byte, changed only by compare-and-swap:
+//!
+//! ```text
+//!   ABSENT --claim--> FILLING --copy--> CLEAN (installed write-protected)
+//!                             \-------> DIRTY (installed writable: a write fault)
+//!                             \-------> BAD   (read error / past end: SIGBUS)
+//!   CLEAN --write fault--> UNPROTECTING --unprotect--> DIRTY
+//!   DIRTY --write-back--> WRITEBACK (protected, copied) --> CLEAN
+//!   CLEAN --evict--> EVICTING (MADV_DONTNEED) --> ABSENT
+//! ```
+//!
+//! The transient states (FILLING, UNPROTECTING, WRITEBACK, EVICTING) are held by exactly
+//! one thread, which never touches the mapping while it holds them; whoever meets a
+//! transient state waits for it to settle (or, for FILLING in a filler thread, relies on
+//! the filler's wake-up). Write-back and eviction are serialized by `wb_lock`, so two
+//! write-backs of one page can never reach the store out of order.
+//!
+//! # What runs in a signal handler
+//!
+//! With signal delivery, [`Pager::signal_fault`] runs inside the SIGBUS handler of the
+//! faulting thread. The fault is synchronous: the interrupted code is the instruction
+//! that touched the mapping, so the handler can only re-enter code that accesses the
+//! mapping. The fill path uses atomics, a preallocated buffer, `Store::read_at` (for a
+//! file: `pread`) and ioctls; it never allocates. Reclaim (direct reclaim, as Linux does
+//! it in the allocating task) additionally takes `wb_lock` with `try_lock` and the
+//! eviction queue's lock, which no thread ever holds while touching the mapping, and calls
+//! `Store::write_at`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+use vmem::fs::store::{read_full, Store};
+
+use crate::sys::{self, Region, Uffd};
+use crate::{Delivery, Stats};
+
+pub(crate) const ABSENT: u8 = 0;
+pub(crate) const FILLING: u8 = 1;
+pub(crate) const CLEAN: u8 = 2;
+pub(crate) const DIRTY: u8 = 3;
+pub(crate) const UNPROTECTING: u8 = 4;
+pub(crate) const WRITEBACK: u8 = 5;
+pub(crate) const EVICTING: u8 = 6;
+pub(crate) const BAD: u8 = 7;
+
+/// Set when the page was filled or written since the eviction hand last passed it.
+const F_REF: u8 = 1;
+/// Set while the page's index is in the eviction queue.
+const F_QUEUED: u8 = 2;
+/// Private mappings: the page's current contents are in the shadow region.
+const F_SHADOW: u8 = 4;
+/// The page was fenced with an empty memfd (no `UFFDIO_POISON`): it stays BAD.
+const F_FENCED: u8 = 8;
+
+/// Everything [`Pager::new`] needs.
+pub(crate) struct Config {
+    pub store: Arc<dyn Store>,
+    pub region: Region,
+    pub len: usize,
+    pub served: usize,
+    pub data_end: u64,
+    pub page_size: usize,
+    pub shared: bool,
+    pub budget_pages: Option<usize>,
+    pub read_ahead: usize,
+    pub run_pages: usize,
+    pub buffers: usize,
+    pub uffd: Uffd,
+    pub poison: bool,
+    pub delivery: Delivery,
+}
+
+/// Counters, all relaxed.
+#[derive(Debug, Default)]
+struct Counters {
+    faults: AtomicU64,
+    write_faults: AtomicU64,
+    wp_faults: AtomicU64,
+    pages_filled: AtomicU64,
+    readahead_pages: AtomicU64,
+    evictions: AtomicU64,
+    writebacks: AtomicU64,
+    bytes_written: AtomicU64,
+    read_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Sequential-pattern detection: a few streams, each the page expected next and its window.
+#[derive(Debug)]
+struct ReadAhead {
+    streams: [AtomicU64; 4],
+    victim: AtomicUsize,
+}
+
+impl ReadAhead {
+    fn new() -> ReadAhead {
+        ReadAhead {
+            streams: Default::default(),
+            victim: AtomicUsize::new(0),
+        }
+    }
+
+    /// The window (pages after `page`) to read for a fault on `page`, and the stream to
+    /// record the outcome in.
+    fn window(&self, page: usize, max: usize) -> (usize, usize) {
+        if max == 0 {
+            return (0, 0);
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            let v = s.load(Ordering::Relaxed);
+            if v != 0 && (v >> 16) as usize == page + 1 {
+                let w = (v & 0xffff) as usize;
+                let w = if w == 0 { 4.min(max) } else { (w * 2).min(max) };
+                return (i, w);
+            }
+        }
+        let i = self.victim.fetch_add(1, Ordering::Relaxed) % self.streams.len();
+        (i, 0)
+    }
+
+    /// Records that `stream` filled pages up to (not including) `next` with window `w`.
+    fn record(&self, stream: usize, next: usize, w: usize) {
+        // Stored as next + 1 so that 0 means "empty".
+        self.streams[stream].store(
+            ((next as u64 + 1) << 16) | w.min(0xffff) as u64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Page-sized scratch buffers, preallocated so that a fault never allocates.
+#[derive(Debug)]
+struct Buffers {
+    region: Region,
+    size: usize,
+    busy: Box<[AtomicBool]>,
+}
+
+struct BufGuard<'a> {
+    pool: &'a Buffers,
+    index: usize,
+}
+
+impl Buffers {
+    fn new(count: usize, size: usize) -> io::Result<Buffers> {
+        Ok(Buffers {
+            region: Region::anonymous(count * size)?,
+            size,
+            busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    fn get(&self) -> BufGuard<'_> {
+        let mut spins = 0u32;
+        loop {
+            for (i, b) in self.busy.iter().enumerate() {
+                if !b.load(Ordering::Relaxed)
+                    && b.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return BufGuard {
+                        pool: self,
+                        index: i,
+                    };
+                }
+            }
+            backoff(&mut spins);
+        }
+    }
+}
+
+impl BufGuard<'_> {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: index < count, so the offset stays inside the buffers' region.
+        unsafe { self.pool.region.ptr().add(self.index * self.pool.size) }
+    }
+
+    /// The first `len` bytes of the buffer.
+    fn slice(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.pool.size);
+        // SAFETY: this guard holds the buffer exclusively (its busy flag), the bytes lie
+        // inside the buffers' region, which lives as long as the pool.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), len) }
+    }
+}
+
+impl Drop for BufGuard<'_> {
+    fn drop(&mut self) {
+        self.pool.busy[self.index].store(false, Ordering::Release);
+    }
+}
+
+/// Waits a little: spin, then yield, then sleep. Usable in a signal handler (only
+/// `sched_yield` and `nanosleep`).
+pub(crate) fn backoff(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else if *spins < 256 {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    } else {
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000,
+        };
+        // SAFETY: nanosleep reads `ts`; the remaining time is not wanted.
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    }
+}
+
+/// What the signal handler should do after [`Pager::signal_fault`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SignalOutcome {
+    /// Return from the handler: the access is retried and now succeeds (or faults again).
+    Retry,
+    /// Not ours to serve (outside the served range, or a bad page): forward the signal.
+    Forward,
+}
+
+/// The pager of one mapping.
+pub(crate) struct Pager {
+    // Field order is drop order: the region (and its registration) goes before the uffd.
+    region: Region,
+    uffd: Uffd,
+    store: Arc<dyn Store>,
+    len: usize,
+    served: usize,
+    data_end: u64,
+    page_size: usize,
+    n_pages: usize,
+    shared: bool,
+    poison: bool,
+    delivery: Delivery,
+    state: Box<[AtomicU8]>,
+    flags: Box<[AtomicU8]>,
+    resident: AtomicUsize,
+    high: usize,
+    low: usize,
+    queue: Option<Mutex<VecDeque<u32>>>,
+    wb_lock: Mutex<()>,
+    buffers: Buffers,
+    shadow: Option<Region>,
+    ra: ReadAhead,
+    max_ra: usize,
+    run_pages: usize,
+    stats: Counters,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("base", &self.region.ptr())
+            .field("len", &self.len)
+            .field("page_size", &self.page_size)
+            .field("n_pages", &self.n_pages)
+            .field("shared", &self.shared)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pager {
+    pub(crate) fn new(c: Config) -> io::Result<Pager> {
+        let n_pages = c.served.div_ceil(c.page_size);
+        let (high, low, queue) = match c.budget_pages {
+            Some(b) if b < n_pages => {
+                let low = b - (b / 8).max(1);
+                let mut q = VecDeque::new();
+                q.reserve_exact(n_pages);
+                (b, low, Some(Mutex::new(q)))
+            }
+            _ => (usize::MAX, usize::MAX, None),
+        };
+        let shadow = if c.shared {
+            None
+        } else {
+            Some(Region::anonymous(c.region.len().max(1))?)
+        };
+        let max_ra = c.read_ahead.min(c.run_pages - 1);
+        Ok(Pager {
+            buffers: Buffers::new(c.buffers, c.run_pages * c.page_size)?,
+            state: (0..n_pages).map(|_| AtomicU8::new(ABSENT)).collect(),
+            flags: (0..n_pages).map(|_| AtomicU8::new(0)).collect(),
+            region: c.region,
+            uffd: c.uffd,
+            store: c.store,
+            len: c.len,
+            served: c.served,
+            data_end: c.data_end,
+            page_size: c.page_size,
+            n_pages,
+            shared: c.shared,
+            poison: c.poison,
+            delivery: c.delivery,
+            resident: AtomicUsize::new(0),
+            high,
+            low,
+            queue,
+            wb_lock: Mutex::new(()),
+            shadow,
+            ra: ReadAhead::new(),
+            max_ra,
+            run_pages: c.run_pages,
+            stats: Counters::default(),
+        })
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.region.ptr()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    pub(crate) fn served(&self) -> usize {
+        self.served
+    }
+    pub(crate) fn data_end(&self) -> u64 {
+        self.data_end
+    }
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub(crate) fn uffd(&self) -> &Uffd {
+        &self.uffd
+    }
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let s = &self.stats;
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            faults: r(&s.faults),
+            write_faults: r(&s.write_faults),
+            wp_faults: r(&s.wp_faults),
+            pages_filled: r(&s.pages_filled),
+            readahead_pages: r(&s.readahead_pages),
+            evictions: r(&s.evictions),
+            writebacks: r(&s.writebacks),
+            bytes_written: r(&s.bytes_written),
+            read_errors: r(&s.read_errors),
+            resident_pages: self.resident.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    fn addr(&self, page: usize) -> usize {
+        self.region.ptr() as usize + page * self.page_size
+    }
+
+    /// Bytes of `count` pages from `first`, the last clipped at the served end.
+    fn run_bytes(&self, first: usize, count: usize) -> usize {
+        let start = first * self.page_size;
+        ((first + count) * self.page_size).min(self.served) - start
+    }
+
+    fn wakes(&self) -> bool {
+        self.delivery == Delivery::Threads
+    }
+
+    fn page_of(&self, addr: usize) -> Option<usize> {
+        let off = addr.checked_sub(self.region.ptr() as usize)?;
+        (off < self.served).then_some(off / self.page_size)
+    }
+
+    // ---------------------------------------------------------------- filling
+
+    /// Claims up to `max` absent pages from `first` (the first must be claimable): they
+    /// become FILLING and count as resident. Returns how many.
+    fn claim(&self, first: usize, max: usize) -> usize {
+        let mut n = 0;
+        while n < max && first + n < self.n_pages {
+            if self.state[first + n]
+                .compare_exchange(ABSENT, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                break;
+            }
+            n += 1;
+            // A page whose contents live in the shadow is filled alone (from the shadow).
+            if !self.shared && self.flags[first + n - 1].load(Ordering::Relaxed) & F_SHADOW != 0 {
+                if n > 1 {
+                    self.state[first + n - 1].store(ABSENT, Ordering::Release);
+                    n -= 1;
+                }
+                break;
+            }
+        }
+        self.resident.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
+    /// Returns FILLING pages to ABSENT (not filled after all) and wakes their waiters.
+    fn release(&self, first: usize, count: usize) {
+        if count == 0 {
+            return;
+        }
+        for p in first..first + count {
+            self.state[p].store(ABSENT, Ordering::Release);
+        }
+        self.resident.fetch_sub(count, Ordering::Relaxed);
+        if self.wakes() {
+            self.uffd
+                .wake(self.addr(first), self.run_bytes(first, count));
+        }
+    }
+
+    /// Serves a missing-page fault on `page` (already claimed with `count` pages of
+    /// read-ahead run), reading the store and installing the pages. `write`: the fault was
+    /// a write, so the first page is installed writable and dirty.
+    /// Returns how many pages from `first` it settled (installed or marked bad); the
+    /// others of the run went back to ABSENT.
+    fn fill(&self, first: usize, count: usize, write: bool, fault: bool) -> usize {
+        debug_assert!(count >= 1);
+        if !self.shared && self.flags[first].load(Ordering::Relaxed) & F_SHADOW != 0 {
+            // Private page evicted while dirty: its contents are in the shadow.
+            let shadow = self
+                .shadow
+                .as_ref()
+                .expect("private mappings have a shadow");
+            let off = first * self.page_size;
+            // SAFETY: the shadow region has the mapping's size, so `off` is inside it.
+            let src = unsafe { shadow.ptr().add(off) };
+            self.install(first, 1, src, write, 0);
+            return 1;
+        }
+        let off = first * self.page_size;
+        let bytes = self.run_bytes(first, count);
+        let mut buf = self.buffers.get();
+        let good = match read_full(&*self.store, buf.slice(bytes), off as u64) {
+            Err(_) => 0,
+            Ok(got) if got >= bytes || off as u64 + got as u64 >= self.data_end => count,
+            Ok(got) => {
+                // Short: the store is shorter than it was at map time, or misbehaving.
+                let full = got / self.page_size;
+                let truly_ends = matches!(self.store.len(), Ok(l) if l <= (off + got) as u64);
+                full + usize::from(got % self.page_size != 0 && truly_ends)
+            }
+        };
+        if good == 0 && count > 1 {
+            // The read-ahead may be what failed: try the faulting page alone.
+            drop(buf);
+            self.release(first + 1, count - 1);
+            return self.fill(first, 1, write, fault);
+        }
+        if good == 0 {
+            bump(&self.stats.read_errors, 1);
+            drop(buf);
+            self.release(first + 1, count - 1);
+            self.mark_bad(first);
+            return 1;
+        }
+        self.release(first + good, count - good);
+        let ahead = if fault { good - 1 } else { 0 };
+        self.install(first, good, buf.ptr(), write, ahead);
+        good
+    }
+
+    /// Copies `count` pages from `src` into the missing pages at `first` (FILLING), then
+    /// publishes their states (DIRTY for the first if `write`, CLEAN otherwise) and wakes.
+    fn install(&self, first: usize, count: usize, src: *const u8, write: bool, ahead: usize) {
+        let total = self.run_bytes(first, count);
+        // Writable up to `split` (the written page of a write fault), protected after.
+        let split = if write { self.run_bytes(first, 1) } else { 0 };
+        let mut done = 0;
+        while done < total {
+            let (end, wp) = if done < split {
+                (split, false)
+            } else {
+                (total, true)
+            };
+            let mode =
+                sys::UFFDIO_COPY_MODE_DONTWAKE | if wp { sys::UFFDIO_COPY_MODE_WP } else { 0 };
+            // SAFETY: `src` holds `total` bytes (a buffer of run_pages pages or the shadow);
+            // the destination pages are in this pager's registered range and FILLING, held
+            // by this thread, so nobody else installs them.
+            let r = unsafe {
+                self.uffd
+                    .copy(self.addr(first) + done, src.add(done), end - done, mode)
+            };
+            match r {
+                Ok(n) => done += n,
+                Err(libc::EAGAIN) | Err(libc::EINTR) => {}
+                Err(libc::EEXIST) => {
+                    // Present although we held it absent (someone else's copy): adopt it,
+                    // protected unless it is the page being written.
+                    let page = first + done / self.page_size;
+                    let pb = self.run_bytes(page, 1);
+                    let protect = !(write && page == first);
+                    let _ = self.uffd.writeprotect(self.addr(page), pb, protect, false);
+                    done += pb;
+                }
+                Err(_) => {
+                    // The range is gone or the process is exiting: give the rest up.
+                    let page = first + done / self.page_size;
+                    self.release(page, first + count - page);
+                    self.publish(first, page - first, write, ahead.min(page - first));
+                    return;
+                }
+            }
+        }
+        self.publish(first, count, write, ahead);
+    }
+
+    /// Makes installed pages visible: counts them, sets their states, wakes their waiters
+    /// and queues them for eviction.
+    fn publish(&self, first: usize, count: usize, write: bool, ahead: usize) {
+        bump(&self.stats.pages_filled, count as u64);
+        bump(
+            &self.stats.readahead_pages,
+            ahead.min(count.saturating_sub(1)) as u64,
+        );
+        for p in first..first + count {
+            let st = if write && p == first { DIRTY } else { CLEAN };
+            self.flags[p].fetch_or(F_REF, Ordering::Relaxed);
+            self.state[p].store(st, Ordering::Release);
+        }
+        if write && count > 0 {
+            bump(&self.stats.write_faults, 1);
+        }
+        if count > 0 && self.wakes() {
+            self.uffd
+                .wake(self.addr(first), self.run_bytes(first, count));
+        }
+        if let Some(q) = &self.queue {
+            let mut q = lock(q);
+            for p in first..first + count {
+                if self.flags[p].fetch_or(F_QUEUED, Ordering::Relaxed) & F_QUEUED == 0 {
+                    q.push_back(p as u32);
+                }
+            }
+        }
+    }
+
+    /// Makes `page` (FILLING) raise SIGBUS when touched.
+    fn mark_bad(&self, page: usize) {
+        let (addr, bytes) = (self.addr(page), self.run_bytes(page, 1));
+        let mut fenced = false;
+        if self.delivery == Delivery::Threads {
+            // The faulting thread waits in the kernel: it must be woken into a SIGBUS.
+            // SAFETY: the page is in our registered range and FILLING, held by this thread.
+            let poisoned = self.poison && unsafe { self.uffd.poison(addr, bytes, false) }.is_ok();
+            if !poisoned {
+                // SAFETY: as above; the page holds no data yet.
+                fenced = unsafe { self.region.fence_sigbus(page * self.page_size, bytes) }.is_ok();
+            }
+        }
+        if fenced {
+            self.flags[page].fetch_or(F_FENCED, Ordering::Relaxed);
+        }
+        self.state[page].store(BAD, Ordering::Release);
+        self.resident.fetch_sub(1, Ordering::Relaxed);
+        if self.wakes() {
+            self.uffd.wake(addr, bytes);
+        }
+    }
+
+    /// Claims and fills the fault's page with a read-ahead window chosen from the pattern.
+    /// Returns false if the page was not absent any more.
+    fn fault_fill(&self, page: usize, write: bool) -> bool {
+        let (stream, w) = self.ra.window(page, self.max_ra);
+        self.make_room(1 + w, false);
+        let n = self.claim(page, 1 + w);
+        if n == 0 {
+            return false;
+        }
+        bump(&self.stats.faults, 1);
+        self.ra.record(stream, page + n, if n > 1 { w } else { 0 });
+        self.fill(page, n, write, true);
+        true
+    }
+
+    /// A CLEAN page faulted as missing: if the page tables do not have it (someone else
+    /// discarded it), forget it so that it is filled again. (Were it only swapped out, the
+    /// copy finds it present and adopts it, clean as it was.) DIRTY pages are never
+    /// discarded without a write-back, so they are not checked.
+    fn repair_if_gone(&self, page: usize) {
+        if self.region.is_present(page * self.page_size) {
+            return;
+        }
+        if self.state[page]
+            .compare_exchange(CLEAN, ABSENT, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.resident.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Serves a fault in the faulting thread's SIGBUS handler. `write`: whether the access
+    /// was a write (`None`: unknown on this architecture).
+    pub(crate) fn signal_fault(&self, addr: usize, write: Option<bool>) -> SignalOutcome {
+        let Some(page) = self.page_of(addr) else {
+            return SignalOutcome::Forward;
+        };
+        let mut spins = 0;
+        loop {
+            match self.state[page].load(Ordering::Acquire) {
+                ABSENT => {
+                    if self.fault_fill(page, write.unwrap_or(false)) {
+                        if self.state[page].load(Ordering::Acquire) == BAD {
+                            return SignalOutcome::Forward;
+                        }
+                        break;
+                    }
+                }
+                CLEAN if write != Some(false) => {
+                    if self.unprotect(page, true) {
+                        break;
+                    }
+                }
+                // A read of a clean page faulted: it was just installed (retry), or it is
+                // gone from the page tables.
+                CLEAN => {
+                    self.repair_if_gone(page);
+                    if self.state[page].load(Ordering::Acquire) != ABSENT {
+                        break;
+                    }
+                }
+                // Made dirty (so writable) by another thread since the fault: retry.
+                DIRTY => break,
+                BAD => return SignalOutcome::Forward,
+                _ => backoff(&mut spins),
+            }
+        }
+        self.reclaim(false);
+        SignalOutcome::Retry
+    }
+
+    /// CLEAN -> DIRTY: lifts the write protection (the first write since the page was
+    /// installed or written back). Returns false if the page was not CLEAN any more.
+    fn unprotect(&self, page: usize, fault: bool) -> bool {
+        if self.state[page]
+            .compare_exchange(CLEAN, UNPROTECTING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let (addr, bytes) = (self.addr(page), self.run_bytes(page, 1));
+        let _ = self.uffd.writeprotect(addr, bytes, false, false);
+        self.flags[page].fetch_or(F_REF, Ordering::Relaxed);
+        self.state[page].store(DIRTY, Ordering::Release);
+        if fault {
+            bump(&self.stats.wp_faults, 1);
+        }
+        if self.wakes() {
+            self.uffd.wake(addr, bytes);
+        }
+        true
+    }
+
+    /// Serves one fault message in a filler thread.
+    pub(crate) fn thread_fault(&self, addr: usize, flags: u64) {
+        let Some(page) = self.page_of(addr) else {
+            // Not ours (cannot happen: only our range is registered); let it retry.
+            self.uffd.wake(
+                addr & !(sys::system_page_size() - 1),
+                sys::system_page_size(),
+            );
+            return;
+        };
+        let (addr, bytes) = (self.addr(page), self.run_bytes(page, 1));
+        let mut spins = 0;
+        if flags & sys::UFFD_PAGEFAULT_FLAG_WP != 0 {
+            loop {
+                match self.state[page].load(Ordering::Acquire) {
+                    CLEAN => {
+                        if self.unprotect(page, true) {
+                            return;
+                        }
+                    }
+                    DIRTY | ABSENT | BAD => return self.uffd.wake(addr, bytes),
+                    _ => backoff(&mut spins),
+                }
+            }
+        }
+        let write = flags & sys::UFFD_PAGEFAULT_FLAG_WRITE != 0;
+        loop {
+            match self.state[page].load(Ordering::Acquire) {
+                ABSENT => {
+                    if self.fault_fill(page, write) {
+                        return;
+                    }
+                }
+                // The filler wakes every waiter when it publishes the page.
+                FILLING => return,
+                CLEAN => {
+                    self.repair_if_gone(page);
+                    if self.state[page].load(Ordering::Acquire) != ABSENT {
+                        return self.uffd.wake(addr, bytes);
+                    }
+                }
+                DIRTY | UNPROTECTING | WRITEBACK | BAD => return self.uffd.wake(addr, bytes),
+                _ => backoff(&mut spins),
+            }
+        }
+    }
+
+    /// Fills every absent page of `range` (bytes), in runs.
+    pub(crate) fn prefetch(&self, range: Range<usize>) {
+        let Some(pages) = self.pages_of(range) else {
+            return;
+        };
+        let mut p = pages.start;
+        while p < pages.end {
+            self.make_room(self.run_pages.min(pages.end - p), true);
+            let n = self.claim(p, self.run_pages.min(pages.end - p));
+            if n == 0 {
+                p += 1;
+                continue;
+            }
+            p += self.fill(p, n, false, false);
+        }
+    }
+
+    fn pages_of(&self, range: Range<usize>) -> Option<Range<usize>> {
+        let end = range.end.min(self.served);
+        if range.start >= end {
+            return None;
+        }
+        Some(range.start / self.page_size..end.div_ceil(self.page_size))
+    }
+
+    // ---------------------------------------------------------------- write-back
+
+    /// Writes back the DIRTY pages of `pages` (caller holds `wb_lock`). For a private
+    /// mapping, "writing back" copies into the shadow; the store is never written.
+    fn writeback(&self, pages: Range<usize>) -> io::Result<()> {
+        let mut p = pages.start;
+        let mut result = Ok(());
+        while p < pages.end {
+            if self.state[p].load(Ordering::Acquire) != DIRTY {
+                p += 1;
+                continue;
+            }
+            // A run of DIRTY pages, each moved to WRITEBACK.
+            let mut n = 0;
+            while p + n < pages.end
+                && n < self.run_pages
+                && self.state[p + n]
+                    .compare_exchange(DIRTY, WRITEBACK, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                n += 1;
+            }
+            if n == 0 {
+                p += 1;
+                continue;
+            }
+            if let Err(e) = self.writeback_run(p, n) {
+                result = Err(e);
+            }
+            p += n;
+        }
+        result
+    }
+
+    /// Writes back the run `[first, first + count)`, all WRITEBACK.
+    fn writeback_run(&self, first: usize, count: usize) -> io::Result<()> {
+        let (addr, bytes) = (self.addr(first), self.run_bytes(first, count));
+        // Re-protect first: from here on a write faults and waits for CLEAN, so the copy
+        // below holds every write made before it, and every later write dirties again.
+        if let Err(e) = self.uffd.writeprotect(addr, bytes, true, false) {
+            for p in first..first + count {
+                self.state[p].store(DIRTY, Ordering::Release);
+            }
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        let off = first * self.page_size;
+        if let Some(shadow) = &self.shadow {
+            // SAFETY: both ranges are `bytes` long inside regions of the mapping's size; the
+            // source pages are resident and write-protected (WRITEBACK, held by us), so the
+            // copy neither faults nor races with a writer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(addr as *const u8, shadow.ptr().add(off), bytes)
+            };
+            for p in first..first + count {
+                self.flags[p].fetch_or(F_SHADOW, Ordering::Relaxed);
+                self.state[p].store(CLEAN, Ordering::Release);
+            }
+            return Ok(());
+        }
+        let mut buf = self.buffers.get();
+        let dst = buf.slice(bytes);
+        // SAFETY: as above: the source pages are resident and protected while WRITEBACK.
+        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, dst.as_mut_ptr(), bytes) };
+        for p in first..first + count {
+            self.state[p].store(CLEAN, Ordering::Release);
+        }
+        // Never write past the store's end (the last page may be partly past it).
+        let len = (self.data_end.saturating_sub(off as u64) as usize).min(bytes);
+        let r = self.store.write_at(&dst[..len], off as u64);
+        drop(buf);
+        match r {
+            Ok(()) => {
+                bump(&self.stats.writebacks, count as u64);
+                bump(&self.stats.bytes_written, len as u64);
+                Ok(())
+            }
+            Err(e) => {
+                // Not on the store: the pages are dirty again. (A page a writer dirtied in
+                // the meantime is DIRTY already.)
+                for p in first..first + count {
+                    self.unprotect(p, false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes every dirty page in `range` (bytes) to the store, then syncs the store.
+    pub(crate) fn flush(&self, range: Range<usize>) -> io::Result<()> {
+        if !self.shared {
+            return Ok(());
+        }
+        if let Some(pages) = self.pages_of(range) {
+            let _g = lock(&self.wb_lock);
+            self.writeback(pages)?;
+        }
+        self.store.sync()
+    }
+
+    // ---------------------------------------------------------------- eviction
+
+    /// Evicts one page (caller holds `wb_lock`): writes it back if dirty, then discards it.
+    fn evict(&self, page: usize) -> bool {
+        if self.state[page].load(Ordering::Acquire) == DIRTY
+            && self.writeback(page..page + 1).is_err()
+        {
+            return false;
+        }
+        if self.state[page]
+            .compare_exchange(CLEAN, EVICTING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.discard(page, 1);
+        true
+    }
+
+    /// MADV_DONTNEED over EVICTING pages, which become ABSENT.
+    fn discard(&self, first: usize, count: usize) {
+        let (off, bytes) = (first * self.page_size, self.run_bytes(first, count));
+        // SAFETY: the pages are EVICTING, held by this thread; their contents are on the
+        // store (or in the shadow) and come back by the next fault.
+        let _ = unsafe { self.region.madvise(off, bytes, libc::MADV_DONTNEED) };
+        for p in first..first + count {
+            self.flags[p].fetch_and(!F_REF, Ordering::Relaxed);
+            self.state[p].store(ABSENT, Ordering::Release);
+        }
+        self.resident.fetch_sub(count, Ordering::Relaxed);
+        bump(&self.stats.evictions, count as u64);
+    }
+
+    /// If more pages than the high watermark are resident, evicts (oldest filled first,
+    /// with a second chance for pages referenced since) down to the low watermark.
+    /// `block`: wait for a concurrent flush or reclaim instead of leaving it the work.
+    pub(crate) fn reclaim(&self, block: bool) {
+        self.make_room(0, block);
+    }
+
+    /// Before installing `incoming` pages: if they would take the resident pages past the
+    /// high watermark, evicts until they fit under the low one (Linux's direct reclaim).
+    fn make_room(&self, incoming: usize, block: bool) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        if self.resident.load(Ordering::Relaxed) + incoming <= self.high {
+            return;
+        }
+        let target = self.low.saturating_sub(incoming);
+        let _g = match self.wb_lock.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) if block => lock(&self.wb_lock),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let mut budget = 4 * queue.lock().map(|q| q.len()).unwrap_or(0) + 8;
+        while self.resident.load(Ordering::Relaxed) > target && budget > 0 {
+            budget -= 1;
+            let Some(page) = lock(queue).pop_front() else {
+                break;
+            };
+            let page = page as usize;
+            self.flags[page].fetch_and(!F_QUEUED, Ordering::Relaxed);
+            let st = self.state[page].load(Ordering::Acquire);
+            if !matches!(st, CLEAN | DIRTY | UNPROTECTING) {
+                // Absent, bad, or being filled again (the fill queues it anew).
+                continue;
+            }
+            let second_chance = self.flags[page].fetch_and(!F_REF, Ordering::Relaxed) & F_REF != 0;
+            if (second_chance || !self.evict(page))
+                && self.flags[page].fetch_or(F_QUEUED, Ordering::Relaxed) & F_QUEUED == 0
+            {
+                lock(queue).push_back(page as u32);
+            }
+        }
+    }
+
+    /// Writes back every dirty page and discards every resident page; bad pages are
+    /// forgotten so that the next touch tries the store again.
+    pub(crate) fn evict_all(&self) -> io::Result<()> {
+        let _g = lock(&self.wb_lock);
+        let result = self.writeback(0..self.n_pages);
+        let mut p = 0;
+        while p < self.n_pages {
+            let mut n = 0;
+            while p + n < self.n_pages
+                && self.state[p + n]
+                    .compare_exchange(CLEAN, EVICTING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                n += 1;
+            }
+            if n > 0 {
+                self.discard(p, n);
+                p += n;
+                continue;
+            }
+            if self.state[p].load(Ordering::Acquire) == BAD
+                && self.flags[p].load(Ordering::Relaxed) & F_FENCED == 0
+                && self.state[p]
+                    .compare_exchange(BAD, EVICTING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // SAFETY: the page is held (EVICTING); it has no contents (poisoned or never
+                // installed); MADV_DONTNEED removes a poison marker.
+                let _ = unsafe {
+                    self.region.madvise(
+                        p * self.page_size,
+                        self.run_bytes(p, 1),
+                        libc::MADV_DONTNEED,
+                    )
+                };
+                self.state[p].store(ABSENT, Ordering::Release);
+            }
+            p += 1;
+        }
+        if let Some(q) = &self.queue {
+            let mut q = lock(q);
+            for page in q.drain(..) {
+                self.flags[page as usize].fetch_and(!F_QUEUED, Ordering::Relaxed);
+            }
+            // Pages still resident (busy above) stay evictable.
+            for page in 0..self.n_pages {
+                if matches!(
+                    self.state[page].load(Ordering::Acquire),
+                    CLEAN | DIRTY | UNPROTECTING | WRITEBACK
+                ) && self.flags[page].fetch_or(F_QUEUED, Ordering::Relaxed) & F_QUEUED == 0
+                {
+                    q.push_back(page as u32);
+                }
+            }
+        }
+        result
+    }
+}

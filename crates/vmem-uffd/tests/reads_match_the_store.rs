@@ -1,0 +1,160 @@
+//! Bytes read through a mapping are the store's bytes, whatever the page size and
+//! delivery; sequential faults read ahead, scattered ones do not.
+
+mod common;
+
+use common::{file_with, pattern, with_timeout, DELIVERIES};
+use vmem_uffd::{Delivery, MapOptions, MemStore};
+
+#[test]
+fn reads_equal_the_file_for_every_page_size_and_delivery() {
+    with_timeout(120, || {
+        let sys = 4096;
+        let data = pattern(3 * (1 << 20) + 1234);
+        let file = file_with(&data);
+        for delivery in DELIVERIES {
+            for page_size in [4096, 16 << 10, 64 << 10, 2 << 20] {
+                for shared in [false, true] {
+                    let opts = MapOptions::new(file.reopen().unwrap())
+                        .page_size(page_size)
+                        .delivery(delivery);
+                    let opts = if shared { opts.shared() } else { opts };
+                    let map = opts.map().unwrap();
+                    let what = format!("{delivery:?} page {page_size} shared {shared}");
+                    assert_eq!(map.len(), data.len(), "{what}");
+                    assert_eq!(map.delivery(), delivery);
+                    assert!(
+                        map.as_slice() == &data[..],
+                        "{what}: mapping differs from file"
+                    );
+                    // The rest of the last system page reads as zero, as the kernel's does.
+                    assert_eq!(map.valid_len(), data.len(), "{what}");
+                    for off in data.len()..data.len().div_ceil(sys) * sys {
+                        // SAFETY: inside the mapping's last (served) system page.
+                        assert_eq!(unsafe { *map.as_ptr().add(off) }, 0, "{what} at {off}");
+                    }
+                    let s = map.stats();
+                    assert!(s.faults >= 1, "{what}: {s:?}");
+                    assert!(
+                        s.pages_filled >= data.len().div_ceil(page_size) as u64,
+                        "{what}: {s:?}"
+                    );
+                    assert_eq!(s.read_errors, 0);
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn a_memory_store_maps_like_a_file() {
+    for delivery in DELIVERIES {
+        let data = pattern(100_000);
+        let map = MapOptions::new(MemStore::new(data.clone()))
+            .delivery(delivery)
+            .map()
+            .unwrap();
+        assert_eq!(&map[..], &data[..]);
+    }
+}
+
+#[test]
+fn sequential_faults_read_ahead_and_scattered_faults_do_not() {
+    with_timeout(60, || {
+        let pages = 1024;
+        let data = pattern(pages * 4096);
+        let file = file_with(&data);
+        for delivery in DELIVERIES {
+            let map = MapOptions::new(file.reopen().unwrap())
+                .read_ahead(32)
+                .delivery(delivery)
+                .map()
+                .unwrap();
+            let mut sum = 0u64;
+            for p in 0..pages {
+                sum += u64::from(map[p * 4096 + 5]);
+            }
+            let s = map.stats();
+            assert!(sum > 0);
+            assert_eq!(s.pages_filled, pages as u64, "{delivery:?}: {s:?}");
+            assert!(
+                s.readahead_pages > pages as u64 * 3 / 4,
+                "{delivery:?} sequential: {s:?}"
+            );
+            assert!(
+                s.faults < pages as u64 / 8,
+                "{delivery:?} sequential: {s:?}"
+            );
+
+            // Scattered: a stride of 37 pages never touches the page after a recent fault.
+            let map = MapOptions::new(file.reopen().unwrap())
+                .read_ahead(32)
+                .delivery(delivery)
+                .map()
+                .unwrap();
+            for i in 0..pages {
+                let p = i * 37 % pages;
+                assert_eq!(map[p * 4096 + 9], data[p * 4096 + 9]);
+            }
+            let s = map.stats();
+            assert_eq!(s.readahead_pages, 0, "{delivery:?} scattered: {s:?}");
+            assert_eq!(s.faults, pages as u64, "{delivery:?} scattered: {s:?}");
+        }
+    });
+}
+
+#[test]
+fn a_write_to_an_absent_page_installs_it_dirty_in_one_fault() {
+    for delivery in DELIVERIES {
+        let file = file_with(&pattern(64 << 10));
+        let mut map = MapOptions::new(file.reopen().unwrap())
+            .read_ahead(0)
+            .delivery(delivery)
+            .map()
+            .unwrap();
+        map[4096 + 1] = 0xAB;
+        let s = map.stats();
+        assert_eq!(
+            (s.faults, s.write_faults, s.wp_faults),
+            (1, 1, 0),
+            "{delivery:?}: {s:?}"
+        );
+        // A read first, then a write: a missing fault, then a write-protect fault.
+        let x = std::hint::black_box(map[8192]); // a real read first
+        map[8192] = x.wrapping_add(1);
+        let s = map.stats();
+        assert_eq!(
+            (s.faults, s.write_faults, s.wp_faults),
+            (2, 1, 1),
+            "{delivery:?}: {s:?}"
+        );
+        // Writing again costs nothing.
+        map[8193] = 1;
+        assert_eq!(map.stats().wp_faults, 1);
+    }
+}
+
+#[test]
+fn options_are_checked() {
+    let e = MapOptions::new(MemStore::new(vec![1; 10]))
+        .page_size(6000)
+        .map()
+        .unwrap_err();
+    assert!(e.to_string().contains("page size"), "{e}");
+    let e = MapOptions::new(MemStore::new(vec![1; 10]))
+        .page_size(4 << 20)
+        .map()
+        .unwrap_err();
+    assert!(e.to_string().contains("page size"), "{e}");
+    let e = MapOptions::new(MemStore::new(Vec::new()))
+        .map()
+        .unwrap_err();
+    assert!(e.to_string().contains("length 0"), "{e}");
+    // An empty store with a length: every page raises SIGBUS, but mapping works.
+    let m = MapOptions::new(MemStore::new(Vec::new()))
+        .length(8192)
+        .delivery(Delivery::Threads)
+        .map()
+        .unwrap();
+    assert_eq!((m.len(), m.valid_len()), (8192, 0));
+}
