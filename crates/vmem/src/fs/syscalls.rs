@@ -185,31 +185,7 @@ impl Kernel {
         if flags & O_TRUNC != 0 && write && kind == FileKind::Regular {
             self.do_truncate(id, 0)?;
         }
-        let of = OpenFile {
-            inode: id,
-            flags: flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY),
-            pos: 0,
-            refs: 1,
-            serial: self.next_file_serial(),
-        };
-        let fid = match self.files.iter().position(|f| f.is_none()) {
-            Some(i) => {
-                self.files[i] = Some(of);
-                FileId(i as u32)
-            }
-            None => {
-                self.files.push(Some(of));
-                FileId(self.files.len() as u32 - 1)
-            }
-        };
-        let p = self.proc_mut(pid)?;
-        let fd = p.lowest_free_fd();
-        if fd == p.fds.len() {
-            p.fds.push(Some(fid));
-        } else {
-            p.fds[fd] = Some(fid);
-        }
-        Ok(fd as Fd)
+        self.install_fd(pid, id, flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY))
     }
 
     /// Opens `/dev/vmem/<name>`: a device on the machine's bus, not a host file.
@@ -243,6 +219,7 @@ impl Kernel {
         self.install_fd(pid, id, flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY))
     }
 
+    /// A new open file description for `id` in the lowest free descriptor of `pid`.
     fn install_fd(&mut self, pid: Pid, id: InodeId, flags: i32) -> SysResult<Fd> {
         let of = OpenFile {
             inode: id,
