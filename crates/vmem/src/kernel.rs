@@ -388,7 +388,13 @@ impl Kernel {
     ) -> Result<PhysAddr, Signal> {
         let mut tries = 0;
         loop {
-            let p = live_proc(&mut self.procs, pid);
+            // An access by a process that does not exist (any more) has no mapping at all.
+            let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+                return Err(Signal::Segv {
+                    addr: va,
+                    code: crate::signal::SegvCode::MapErr,
+                });
+            };
             let ctx = Context {
                 asid: p.mm.asid,
                 root: p.mm.root,

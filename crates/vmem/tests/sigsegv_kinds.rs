@@ -190,3 +190,32 @@ fn an_instruction_fetch_from_a_non_exec_mapping_is_segv_accerr() {
     assert_eq!(&buf, b"\xeb\xfe");
     assert_eq!(k.process_stats(p).unwrap().signals, 2);
 }
+
+#[test]
+fn an_exited_process_has_no_mappings_left() {
+    let mut k = vmem::Kernel::default();
+    let p = k.spawn().unwrap();
+    let va = k
+        .mmap(
+            p,
+            vmem::VirtAddr(0),
+            4096,
+            vmem::consts::PROT_READ | vmem::consts::PROT_WRITE,
+            vmem::consts::MAP_PRIVATE | vmem::consts::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
+    k.store_u64(p, va, 1).unwrap();
+    k.exit(p).unwrap();
+    // No panic: the access finds no mapping, and the syscalls say there is no such process.
+    assert!(matches!(
+        k.load_u64(p, va),
+        Err(vmem::Signal::Segv {
+            code: vmem::SegvCode::MapErr,
+            ..
+        })
+    ));
+    assert!(k.store(p, va, b"x").is_err());
+    assert_eq!(k.munmap(p, va, 4096), Err(vmem::Errno::ESRCH));
+}
