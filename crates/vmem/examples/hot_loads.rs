@@ -1,6 +1,6 @@
 //! A fixed workload for instruction-count profiling of the hot paths (used with
 //! `valgrind --tool=callgrind`): TLB-hit loads and stores in a resident 64 KiB region.
-//! `cargo run --release -p vmem --example hot_loads -- [N]`
+//! `cargo run --release -p vmem --example hot_loads -- [N] [REGION_KIB]`
 
 use vmem::consts::*;
 use vmem::{Kernel, MachineConfig, VirtAddr};
@@ -10,9 +10,14 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let mut k = Kernel::new(MachineConfig::with_ram(16 << 20));
+    // Region size in KiB: 64 (TLB hits) by default; e.g. 65536 for page walks.
+    let kib: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let len = kib << 10;
+    let mut k = Kernel::new(MachineConfig::with_ram(len + len / 8 + (16 << 20)));
     let p = k.spawn().expect("spawn");
-    let len = 64 << 10;
     let va = k
         .mmap(
             p,
