@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use vmem::consts::*;
 use vmem::{Errno, MachineConfig, Signal};
 
 pub mod model;
@@ -522,15 +521,6 @@ pub(crate) fn slot_fd(fds: &[i32], slot: u8) -> i32 {
         fds.get(slot as usize).copied().unwrap_or(999)
     }
 }
-
-/// `PROT_*` bits used by generators.
-pub const PROTS: [i32; 5] = [
-    PROT_NONE,
-    PROT_READ,
-    PROT_READ | PROT_WRITE,
-    PROT_WRITE,
-    PROT_READ | PROT_EXEC,
-];
 
 /// The read-ahead window of the block device holding `path`, in pages, as the running
 /// kernel uses it for mmap read-around (`/sys/dev/block/MAJ:MIN/queue/read_ahead_kb`).

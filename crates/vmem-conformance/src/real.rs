@@ -149,7 +149,7 @@ fn child_main(sc: &Scenario, dir: &Path, out: i32) {
     install_fault_handler();
     prefault_stack();
     let mut fds: Vec<i32> = Vec::with_capacity(64);
-    warm_up(sc, dir, &mut fds);
+    warm_up(dir, &mut fds);
     let mut kids: Vec<Kid> = Vec::new();
     let mut cur = 0usize;
     for op in &sc.ops {
@@ -219,7 +219,7 @@ fn measured_step(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> (Out
             (Outcome::Bytes(buf[..*len as usize].to_vec()), after)
         }
         _ => {
-            let o = step(sc, dir, fds, op);
+            let o = step(dir, fds, op);
             (o, rusage())
         }
     };
@@ -336,7 +336,7 @@ fn kid_loop(sc: &Scenario, dir: &Path, mut fds: Vec<i32>, cmd: i32, res: i32) {
 
 /// Runs the measured code paths once on a scratch page outside the window, so that the
 /// first real op does not also pay for faulting in this binary's text.
-fn warm_up(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>) {
+fn warm_up(dir: &Path, fds: &mut Vec<i32>) {
     // SAFETY: a fresh private anonymous page, unmapped again below.
     let scratch = unsafe {
         libc::mmap(
@@ -352,12 +352,7 @@ fn warm_up(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>) {
         return;
     }
     let off = (scratch as u64).wrapping_sub(WINDOW_BASE);
-    let direct = Scenario {
-        direct: true,
-        ..Default::default()
-    };
     let _ = step(
-        &direct,
         dir,
         fds,
         &Op::Store {
@@ -369,7 +364,6 @@ fn warm_up(sc: &Scenario, dir: &Path, fds: &mut Vec<i32>) {
     let p = scratch as *const u8;
     // SAFETY: the scratch page is mapped and readable.
     std::hint::black_box(unsafe { std::ptr::read_volatile(p) });
-    let _ = sc;
     // SAFETY: unmapping the scratch page.
     unsafe { libc::munmap(scratch, 4096) };
 }
@@ -386,10 +380,10 @@ fn prefault_stack() {
     std::hint::black_box(&buf);
 }
 
-fn step(_sc: &Scenario, dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
+fn step(dir: &Path, fds: &mut Vec<i32>, op: &Op) -> Outcome {
     // SAFETY: each arm makes one syscall with arguments that are either plain integers
     // or pointers to buffers owned by this frame and large enough for the length passed.
-    // Memory inside the window is only touched by `load_direct`/`store_direct`.
+    // Memory inside the window is only touched by `access` (the probe routines).
     unsafe {
         match op {
             Op::Open { target, flags } => {
