@@ -338,87 +338,31 @@ impl Kernel {
     /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
     /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O.
     fn do_fault_around(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) {
-        let n = self.cfg.fault_around_pages;
-        if n <= 1 {
+        // Like Linux's fault_around_bytes: a power of two, at most one leaf table, so the
+        // aligned window always lies in the table the faulting page's PTE already uses.
+        let want = self.cfg.fault_around_pages.min(self.cfg.geometry.entries());
+        if want <= 1 {
             return;
         }
+        let n = 1u64 << want.ilog2();
         let window = n << PAGE_SHIFT;
         let start = VirtAddr(va.0 & !(window - 1)).max(vma.start);
         let end = VirtAddr((va.0 & !(window - 1)) + window).min(vma.end);
-        let size_pages = self.size_pages(id);
-        let mut mapped = 0;
-        let mut first = None;
-        if n.is_power_of_two() && n <= self.cfg.geometry.entries() {
-            // The aligned window lies inside one leaf table, which the faulting page's
-            // PTE already uses: write the entries straight into it (filemap_map_pages).
-            mapped = self.fault_around_in_table(pid, va, vma, id, start, end, &mut first);
-        } else {
-            let mut a = start;
-            while a < end {
-                if a != va && !self.pte_of(pid, a).has_frame() {
-                    let pgoff = vma.pgoff_of(a);
-                    if pgoff.0 < size_pages {
-                        // Pages carrying the read-ahead mark are left for a fault of their own, which
-                        // starts the next window (filemap_map_pages skips them).
-                        if let Some(pfn) = self
-                            .inode(id)
-                            .pages
-                            .get(&pgoff.0)
-                            .copied()
-                            .filter(|p| !self.phys.meta(*p).flags.has(FrameFlags::READAHEAD))
-                        {
-                            self.get_page(pfn);
-                            if self.install(pid, a, pfn, pte_flags(vma, false)).is_err() {
-                                self.put_page(pfn);
-                                break;
-                            }
-                            self.live_mm_rss(pid, 1, 0);
-                            first.get_or_insert(a);
-                            mapped += 1;
-                        }
-                    }
-                }
-                a = a.add(1 << PAGE_SHIFT);
-            }
-        }
-        if mapped > 0 {
-            if let Ok(p) = self.proc_mut(pid) {
-                p.stats.fault_around_pages += mapped;
-            }
-            let start = first.unwrap_or(start);
-            self.events.emit(|| Event::FaultAround {
-                pid,
-                start,
-                pages: mapped,
-            });
-        }
-    }
-
-    /// Fault-around within one leaf table: one walk for the window, one page-cache range
-    /// scan, and a PTE written for each cached page that has no entry yet. (A not-present
-    /// entry is never in the TLB, so nothing needs flushing.) Returns the pages mapped.
-    #[allow(clippy::too_many_arguments)]
-    fn fault_around_in_table(
-        &mut self,
-        pid: Pid,
-        va: VirtAddr,
-        vma: &Vma,
-        id: InodeId,
-        start: VirtAddr,
-        end: VirtAddr,
-        first: &mut Option<VirtAddr>,
-    ) -> u64 {
-        let size_pages = self.size_pages(id);
         let geom = self.cfg.geometry;
         let Ok(root) = self.proc_ref(pid).map(|p| p.mm.root) else {
-            return 0;
+            return;
         };
         let Some(base_slot) = pgtable::pte_slot(&self.phys, &geom, root, start) else {
-            return 0;
+            return;
         };
-        let first_pg = vma.pgoff_of(start).0;
-        let last_pg = vma.pgoff_of(VirtAddr(end.0 - 1)).0;
-        let fault_pg = vma.pgoff_of(va).0;
+        // One page-cache range scan; pages carrying the read-ahead mark are left for a
+        // fault of their own, which starts the next window.
+        let size_pages = self.size_pages(id);
+        let (first_pg, last_pg, fault_pg) = (
+            vma.pgoff_of(start).0,
+            vma.pgoff_of(VirtAddr(end.0 - 1)).0,
+            vma.pgoff_of(va).0,
+        );
         let cached: Vec<(u64, Pfn)> = self
             .inode(id)
             .pages
@@ -432,12 +376,14 @@ impl Kernel {
             .collect();
         let flags = pte_flags(vma, false);
         let mut mapped = 0;
+        let mut first = None;
         for (pg, pfn) in cached {
-            let a = start.add((pg - first_pg) << PAGE_SHIFT);
-            let slot = base_slot.add(((a.0 - start.0) >> PAGE_SHIFT) * 8);
+            // A not-present entry is never in the TLB, so writing it needs no flush.
+            let slot = base_slot.add((pg - first_pg) * 8);
             if self.phys.read_u64(slot) != 0 {
                 continue;
             }
+            let a = start.add((pg - first_pg) << PAGE_SHIFT);
             self.get_page(pfn);
             let pte = Pte::new(pfn, flags);
             self.phys.write_u64(slot, pte.0);
@@ -445,8 +391,19 @@ impl Kernel {
             first.get_or_insert(a);
             mapped += 1;
         }
+        if mapped == 0 {
+            return;
+        }
         self.live_mm_rss(pid, mapped as i64, 0);
-        mapped
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.fault_around_pages += mapped;
+        }
+        let start = first.unwrap_or(start);
+        self.events.emit(|| Event::FaultAround {
+            pid,
+            start,
+            pages: mapped,
+        });
     }
 
     /// Linux `do_cow_fault`: a private write to a file page copies it into a new frame.
