@@ -347,10 +347,12 @@ impl Kernel {
         if new_end < old_end {
             self.unmap_range(pid, VirtAddr(new_end), VirtAddr(old_end));
         } else if new_end > old_end {
-            if self.proc_ref(pid)?.mm.intersects(
-                VirtAddr(old_end),
-                VirtAddr(new_end + STACK_GUARD_GAP.min(PAGE_SIZE)),
-            ) {
+            // Linux check_brk_limits: the heap keeps one page clear of what follows it.
+            if self
+                .proc_ref(pid)?
+                .mm
+                .intersects(VirtAddr(old_end), VirtAddr(new_end + PAGE_SIZE))
+            {
                 return Ok(cur);
             }
             let heap = Vma {

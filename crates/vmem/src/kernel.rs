@@ -731,7 +731,8 @@ impl Kernel {
         let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
             Ok(r) => r,
             Err(pgtable::OutOfFrames) => {
-                self.shrink_page_cache(32);
+                // The same reclaim that serves page allocations (policy, write-back, swap).
+                self.reclaim(32);
                 pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
             }
         };

@@ -70,7 +70,7 @@ impl Kernel {
         pfn
     }
 
-    fn add_to_page_cache(&mut self, id: InodeId, pgoff: u64, pfn: Pfn) {
+    pub(crate) fn add_to_page_cache(&mut self, id: InodeId, pgoff: u64, pfn: Pfn) {
         let m = self.phys.meta_mut(pfn);
         m.refcount = 1;
         m.owner = id.0;

@@ -514,12 +514,7 @@ impl Kernel {
                             .alloc_frame(crate::hw::phys::FrameFlags::PAGE_CACHE)
                             .ok_or(Errno::ENOMEM)?;
                         self.phys.frame_bytes_mut(pfn).fill(0);
-                        let m = self.phys.meta_mut(pfn);
-                        m.refcount = 1;
-                        m.owner = id.0;
-                        m.index = pg;
-                        self.inode_mut(id).pages.insert(pg, pfn);
-                        self.lru_add(pfn);
+                        self.add_to_page_cache(id, pg, pfn);
                     }
                     self.inode(id).pages[&pg]
                 }

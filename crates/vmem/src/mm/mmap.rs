@@ -221,6 +221,10 @@ impl Kernel {
         if flags & MAP_FIXED != 0 {
             self.unmap_range(pid, start, end);
         }
+        // accountable_mapping: private writable memory is charged to the commit limit.
+        if vm_flags & (vm::NORESERVE | vm::SHARED) == 0 && prot & PROT_WRITE != 0 {
+            vm_flags |= vm::ACCOUNT;
+        }
         let vma = Vma {
             start,
             end,
@@ -233,11 +237,6 @@ impl Kernel {
             anon_vma: 0,
             special: Default::default(),
         };
-        // accountable_mapping: private writable memory is charged to the commit limit.
-        let mut vma = vma;
-        if vma.flags & (vm::NORESERVE | vm::SHARED) == 0 && vma.prot & PROT_WRITE != 0 {
-            vma.flags |= vm::ACCOUNT;
-        }
         let merged = self.proc_mut(pid)?.mm.insert(vma);
         if self.events.enabled() {
             let desc = self.describe_vma(&merged);
