@@ -97,7 +97,7 @@ use std::io;
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::{Arc, OnceLock};
 
-pub use stores::{DirectFileStore, XorStore};
+pub use stores::XorStore;
 pub use vmem::fs::store::{MemStore, Store};
 
 use pager::Pager;
