@@ -386,55 +386,200 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, Signal> {
+        match self.mmu_translate(pid, va, access)? {
+            Ok(pa) => Ok(self.stamp_access(pa)),
+            Err(hw) => self.fault_and_retry(pid, va, access, hw),
+        }
+    }
+
+    /// One MMU translation for `pid` (no fault handling); `Err` when the process does not
+    /// exist (any more): an access by it has no mapping at all.
+    #[inline]
+    fn mmu_translate(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<Result<PhysAddr, mmu::HwFault>, Signal> {
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return Err(Signal::Segv {
+                addr: va,
+                code: crate::signal::SegvCode::MapErr,
+            });
+        };
+        let ctx = Context {
+            asid: p.mm.asid,
+            root: p.mm.root,
+        };
+        Ok(mmu::translate(
+            &mut self.phys,
+            &mut self.tlb,
+            &self.cfg.geometry,
+            ctx,
+            va,
+            access,
+            &mut self.events,
+            &mut p.stats,
+        ))
+    }
+
+    /// Stamps the frame with the access clock when the policy needs one (exact LRU).
+    #[inline(always)]
+    fn stamp_access(&mut self, pa: PhysAddr) -> PhysAddr {
+        if self.access_clock {
+            self.phys.meta_mut(pa.pfn()).last_use = self.clock;
+            self.clock = self.clock.wrapping_add(1);
+        }
+        pa
+    }
+
+    /// Handles the fault `hw` the MMU reported for `access` at `va` and retries the
+    /// translation, until it succeeds or the fault becomes a signal.
+    fn fault_and_retry(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        mut hw: mmu::HwFault,
+    ) -> Result<PhysAddr, Signal> {
         let mut tries = 0;
         loop {
-            // An access by a process that does not exist (any more) has no mapping at all.
-            let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-                return Err(Signal::Segv {
-                    addr: va,
-                    code: crate::signal::SegvCode::MapErr,
-                });
-            };
-            let ctx = Context {
-                asid: p.mm.asid,
-                root: p.mm.root,
-            };
-            let r = mmu::translate(
-                &mut self.phys,
-                &mut self.tlb,
-                &self.cfg.geometry,
-                ctx,
-                va,
-                access,
-                &mut self.events,
-                &mut p.stats,
-            );
-            match r {
-                Ok(pa) => {
-                    if self.access_clock {
-                        self.phys.meta_mut(pa.pfn()).last_use = self.clock;
-                        self.clock = self.clock.wrapping_add(1);
-                    }
-                    return Ok(pa);
-                }
-                Err(hw) => {
-                    tries += 1;
-                    if tries > 4 {
-                        // The handler claimed success but the MMU still faults: a kernel bug.
-                        // Report it as a bus error rather than spin.
-                        debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
-                        return Err(self.deliver(
-                            pid,
-                            Signal::Bus {
-                                addr: va,
-                                code: BusCode::ObjErr,
-                            },
-                        ));
-                    }
-                    self.handle_mm_fault(pid, va, access, hw)?;
-                }
+            tries += 1;
+            if tries > 4 {
+                // The handler claimed success but the MMU still faults: a kernel bug.
+                // Report it as a bus error rather than spin.
+                debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
+                return Err(self.deliver(
+                    pid,
+                    Signal::Bus {
+                        addr: va,
+                        code: BusCode::ObjErr,
+                    },
+                ));
+            }
+            self.handle_mm_fault(pid, va, access, hw)?;
+            match self.mmu_translate(pid, va, access)? {
+                Ok(pa) => return Ok(self.stamp_access(pa)),
+                Err(h) => hw = h,
             }
         }
+    }
+
+    /// The translation of the fast path (see `fast_path_allowed`) after its TLB lookup
+    /// found no entry: the walk and fill without a second lookup, then the fault handling
+    /// of [`Kernel::translate_paged`]. Counts exactly what `translate_paged` counts.
+    fn translate_fast_missed(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, Signal> {
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return Err(Signal::Segv {
+                addr: va,
+                code: crate::signal::SegvCode::MapErr,
+            });
+        };
+        let ctx = Context {
+            asid: p.mm.asid,
+            root: p.mm.root,
+        };
+        match mmu::translate_missed(
+            &mut self.phys,
+            &mut self.tlb,
+            &self.cfg.geometry,
+            ctx,
+            va,
+            access,
+            &mut self.events,
+            &mut p.stats,
+        ) {
+            Ok(pa) => Ok(self.stamp_access(pa)),
+            Err(hw) => self.fault_and_retry(pid, va, access, hw),
+        }
+    }
+
+    /// The fast path of an `N`-byte load within one page: `None` to take the full path.
+    /// A TLB hit on RAM with nobody watching costs one process lookup, one TLB set scan
+    /// and one arena read; a TLB miss goes straight to the walk.
+    #[inline(always)]
+    fn load_fast<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+    ) -> Option<Result<[u8; N], Signal>> {
+        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+            return None;
+        }
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return None;
+        };
+        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+            // Any cached translation allows a load.
+            Some(e) => {
+                let b = self.phys.ram_array::<N>(e.pa(va.page_offset()))?;
+                p.stats.tlb_hits += 1;
+                p.stats.mapped_loads += N as u64;
+                Some(Ok(b))
+            }
+            None => Some(self.load_missed::<N>(pid, va)),
+        }
+    }
+
+    #[inline(never)]
+    fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
+        let pa = self.translate_fast_missed(pid, va, Access::Read)?;
+        let mut b = [0u8; N];
+        match self.phys.ram_array::<N>(pa) {
+            Some(r) => b = r,
+            None => self.phys.cpu_read(pa, &mut b),
+        }
+        self.live(pid).stats.mapped_loads += N as u64;
+        Ok(b)
+    }
+
+    /// The fast path of an `N`-byte store within one page: `None` to take the full path
+    /// (also for a TLB entry that does not allow the store without a walk or a fault).
+    #[inline(always)]
+    fn store_fast<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        b: [u8; N],
+    ) -> Option<Result<(), Signal>> {
+        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+            return None;
+        }
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return None;
+        };
+        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+            Some(e) if mmu::tlb_allows(&e, Access::Write) => {
+                if !self.phys.ram_write_array(e.pa(va.page_offset()), b) {
+                    return None;
+                }
+                p.stats.tlb_hits += 1;
+                p.stats.mapped_stores += N as u64;
+                Some(Ok(()))
+            }
+            Some(_) => None,
+            None => Some(self.store_missed(pid, va, b)),
+        }
+    }
+
+    #[inline(never)]
+    fn store_missed<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        b: [u8; N],
+    ) -> Result<(), Signal> {
+        let pa = self.translate_fast_missed(pid, va, Access::Write)?;
+        if !self.phys.ram_write_array(pa, b) {
+            self.phys.cpu_write(pa, &b);
+        }
+        self.live(pid).stats.mapped_stores += N as u64;
+        Ok(())
     }
 
     pub(crate) fn deliver(&mut self, pid: Pid, signal: Signal) -> Signal {
@@ -539,18 +684,8 @@ impl Kernel {
     /// Loads a little-endian u64. The fast path: one translation, no allocation.
     #[inline]
     pub fn load_u64(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
-        // The fast path: a TLB hit on RAM with nobody watching costs one process lookup,
-        // one TLB set scan and one arena read.
-        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
-            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
-                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Read) {
-                    if let Some(v) = self.phys.ram_u64(pa) {
-                        p.stats.tlb_hits += 1;
-                        p.stats.mapped_loads += 8;
-                        return Ok(v);
-                    }
-                }
-            }
+        if let Some(r) = self.load_fast::<8>(pid, va) {
+            return r.map(u64::from_le_bytes);
         }
         self.load_u64_slow(pid, va)
     }
@@ -577,16 +712,8 @@ impl Kernel {
     /// Stores a little-endian u64.
     #[inline]
     pub fn store_u64(&mut self, pid: Pid, va: VirtAddr, v: u64) -> Result<(), Signal> {
-        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
-            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
-                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Write) {
-                    if self.phys.ram_write_u64(pa, v) {
-                        p.stats.tlb_hits += 1;
-                        p.stats.mapped_stores += 8;
-                        return Ok(());
-                    }
-                }
-            }
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
         }
         self.store_u64_slow(pid, va, v)
     }
@@ -606,33 +733,57 @@ impl Kernel {
     }
 
     /// Loads a byte.
+    #[inline]
     pub fn load_u8(&mut self, pid: Pid, va: VirtAddr) -> Result<u8, Signal> {
+        if let Some(r) = self.load_fast::<1>(pid, va) {
+            return r.map(|b| b[0]);
+        }
         let mut b = [0u8; 1];
         self.load(pid, va, &mut b)?;
         Ok(b[0])
     }
     /// Stores a byte.
+    #[inline]
     pub fn store_u8(&mut self, pid: Pid, va: VirtAddr, v: u8) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, [v]) {
+            return r;
+        }
         self.store(pid, va, &[v])
     }
     /// Loads a little-endian u16.
+    #[inline]
     pub fn load_u16(&mut self, pid: Pid, va: VirtAddr) -> Result<u16, Signal> {
+        if let Some(r) = self.load_fast::<2>(pid, va) {
+            return r.map(u16::from_le_bytes);
+        }
         let mut b = [0u8; 2];
         self.load(pid, va, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
     /// Stores a little-endian u16.
+    #[inline]
     pub fn store_u16(&mut self, pid: Pid, va: VirtAddr, v: u16) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
+        }
         self.store(pid, va, &v.to_le_bytes())
     }
     /// Loads a little-endian u32.
+    #[inline]
     pub fn load_u32(&mut self, pid: Pid, va: VirtAddr) -> Result<u32, Signal> {
+        if let Some(r) = self.load_fast::<4>(pid, va) {
+            return r.map(u32::from_le_bytes);
+        }
         let mut b = [0u8; 4];
         self.load(pid, va, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
     /// Stores a little-endian u32.
+    #[inline]
     pub fn store_u32(&mut self, pid: Pid, va: VirtAddr, v: u32) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
+        }
         self.store(pid, va, &v.to_le_bytes())
     }
 

@@ -188,25 +188,38 @@ impl PhysMem {
         }
     }
 
-    /// A little-endian u64 of RAM at `pa`, or `None` outside RAM (the hot path).
+    /// The `N` bytes of RAM at `pa`, or `None` outside RAM (the hot path).
+    #[inline(always)]
+    pub fn ram_array<const N: usize>(&self, pa: PhysAddr) -> Option<[u8; N]> {
+        let start = pa.0 as usize;
+        // A wrapped end is below the start: `get` answers `None`.
+        let s = self.bytes.get(start..start.wrapping_add(N))?;
+        s.try_into().ok()
+    }
+
+    /// Stores `N` bytes to RAM at `pa`; false (nothing written) outside RAM.
+    #[inline(always)]
+    pub fn ram_write_array<const N: usize>(&mut self, pa: PhysAddr, b: [u8; N]) -> bool {
+        let start = pa.0 as usize;
+        match self.bytes.get_mut(start..start.wrapping_add(N)) {
+            Some(d) => {
+                d.copy_from_slice(&b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A little-endian u64 of RAM at `pa`, or `None` outside RAM.
     #[inline(always)]
     pub fn ram_u64(&self, pa: PhysAddr) -> Option<u64> {
-        let start = pa.0 as usize;
-        let s = self.bytes.get(start..start + 8)?;
-        Some(u64::from_le_bytes(s.try_into().ok()?))
+        self.ram_array(pa).map(u64::from_le_bytes)
     }
 
     /// Stores a little-endian u64 to RAM at `pa`; false (nothing written) outside RAM.
     #[inline(always)]
     pub fn ram_write_u64(&mut self, pa: PhysAddr, v: u64) -> bool {
-        let start = pa.0 as usize;
-        match self.bytes.get_mut(start..start + 8) {
-            Some(d) => {
-                d.copy_from_slice(&v.to_le_bytes());
-                true
-            }
-            None => false,
-        }
+        self.ram_write_array(pa, v.to_le_bytes())
     }
 
     /// A CPU load of a little-endian u64 at `pa`: RAM or a device.

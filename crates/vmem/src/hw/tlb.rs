@@ -8,21 +8,20 @@
 //! The kernel must invalidate entries whenever it changes a PTE that may be cached
 //! (unmap, protect, copy-on-write): [`Tlb::flush_page`], [`Tlb::flush_asid`], [`Tlb::flush_all`].
 
-use crate::addr::{Pfn, Vpn};
+use crate::addr::{Pfn, PhysAddr, Vpn, PAGE_SHIFT};
 
 /// An address-space identifier (Linux: the mm's ASID/PCID).
 pub type Asid = u16;
 
 const INVALID: u64 = u64::MAX;
 
-/// One cached translation.
+/// One cached translation: the tag and, in one word, the frame's physical base address
+/// with the flag bits in its (otherwise zero) low bits. 16 bytes, so a 4-way set is one
+/// 64-byte cache line.
 #[derive(Clone, Copy, Debug)]
 pub struct TlbEntry {
     key: u64,
-    /// The frame.
-    pub pfn: Pfn,
-    /// [`TlbEntry::WRITABLE`] etc.
-    pub flags: u8,
+    val: u64,
 }
 
 impl TlbEntry {
@@ -32,10 +31,31 @@ impl TlbEntry {
     pub const DIRTY: u8 = 2;
     /// Instruction fetch forbidden.
     pub const NX: u8 = 4;
+    /// Set in every valid entry's value word, so a valid entry's value is never zero.
+    const VALID: u64 = 8;
+    const FLAG_MASK: u64 = (1 << PAGE_SHIFT) - 1;
 
-    #[inline]
+    #[inline(always)]
     fn key(asid: Asid, vpn: Vpn) -> u64 {
         (vpn.0 << 16) | asid as u64
+    }
+
+    /// The frame.
+    #[inline(always)]
+    pub fn pfn(&self) -> Pfn {
+        Pfn(self.val >> PAGE_SHIFT)
+    }
+
+    /// [`TlbEntry::WRITABLE`] etc.
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        (self.val & 7) as u8
+    }
+
+    /// The physical address of byte `offset` of the page.
+    #[inline(always)]
+    pub fn pa(&self, offset: u64) -> PhysAddr {
+        PhysAddr((self.val & !Self::FLAG_MASK) | offset)
     }
 }
 
@@ -45,6 +65,7 @@ pub struct Tlb {
     entries: Box<[TlbEntry]>,
     ways: usize,
     set_mask: u64,
+    /// Next way to evict in each set (always `< ways`).
     victim: Box<[u8]>,
 }
 
@@ -57,8 +78,7 @@ impl Tlb {
             entries: vec![
                 TlbEntry {
                     key: INVALID,
-                    pfn: Pfn(0),
-                    flags: 0
+                    val: 0,
                 };
                 sets * ways
             ]
@@ -74,49 +94,78 @@ impl Tlb {
         self.entries.len()
     }
 
-    #[inline]
-    fn set_base(&self, vpn: Vpn) -> usize {
-        (vpn.0 & self.set_mask) as usize * self.ways
+    /// The set that may hold `vpn`.
+    #[inline(always)]
+    fn set_of(&self, vpn: Vpn) -> &[TlbEntry] {
+        let base = (vpn.0 & self.set_mask) as usize * self.ways;
+        &self.entries[base..base + self.ways]
     }
 
     /// The cached translation of `vpn` in `asid`, if any.
-    #[inline]
+    ///
+    /// For the usual 4-way sets, every way is compared and the hit way taken from the
+    /// bit mask of matches, without a branch that depends on which way holds it: random
+    /// addresses cause no branch mispredictions.
+    #[inline(always)]
     pub fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
-        self.entries[base..base + self.ways]
-            .iter()
-            .find(|e| e.key == key)
-            .copied()
+        let set = self.set_of(vpn);
+        if let Ok(s) = <&[TlbEntry; 4]>::try_from(set) {
+            let m = u32::from(s[0].key == key)
+                | u32::from(s[1].key == key) << 1
+                | u32::from(s[2].key == key) << 2
+                | u32::from(s[3].key == key) << 3;
+            if m == 0 {
+                return None;
+            }
+            return Some(s[(m.trailing_zeros() & 3) as usize]);
+        }
+        set.iter().find(|e| e.key == key).copied()
     }
 
-    /// Caches a translation, replacing any entry for the same page or else the set's victim.
+    /// Caches a translation, replacing any entry for the same page or else the first
+    /// free way or else the set's round-robin victim.
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
-        let set = &mut self.entries[base..base + self.ways];
-        let slot = match set.iter().position(|e| e.key == key) {
+        let set = (vpn.0 & self.set_mask) as usize;
+        let ways = self.ways;
+        let base = set * ways;
+        let entries = &mut self.entries[base..base + ways];
+        let mut same = None;
+        let mut free = None;
+        for (i, e) in entries.iter().enumerate() {
+            if e.key == key {
+                same = Some(i);
+                break;
+            }
+            if e.key == INVALID && free.is_none() {
+                free = Some(i);
+            }
+        }
+        let slot = match same.or(free) {
             Some(i) => i,
-            None => match set.iter().position(|e| e.key == INVALID) {
-                Some(i) => i,
-                None => {
-                    let v = &mut self.victim[base / self.ways];
-                    let i = *v as usize % self.ways;
-                    *v = ((i + 1) % self.ways) as u8;
-                    i
-                }
-            },
+            None => {
+                let v = &mut self.victim[set];
+                let i = *v as usize;
+                *v = if i + 1 >= ways { 0 } else { i as u8 + 1 };
+                i
+            }
         };
-        set[slot] = TlbEntry { key, pfn, flags };
+        entries[slot] = TlbEntry {
+            key,
+            val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & 7) | TlbEntry::VALID,
+        };
     }
 
     /// Invalidates the translation of one page (x86 `invlpg`).
     pub fn flush_page(&mut self, asid: Asid, vpn: Vpn) {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
+        let set = (vpn.0 & self.set_mask) as usize;
+        let base = set * self.ways;
         for e in &mut self.entries[base..base + self.ways] {
             if e.key == key {
                 e.key = INVALID;
+                e.val = 0;
             }
         }
     }
@@ -126,6 +175,7 @@ impl Tlb {
         for e in self.entries.iter_mut() {
             if e.key != INVALID && (e.key & 0xffff) as Asid == asid {
                 e.key = INVALID;
+                e.val = 0;
             }
         }
     }
@@ -134,6 +184,7 @@ impl Tlb {
     pub fn flush_all(&mut self) {
         for e in self.entries.iter_mut() {
             e.key = INVALID;
+            e.val = 0;
         }
     }
 
@@ -151,7 +202,8 @@ mod tests {
     fn entries_are_tagged_by_asid() {
         let mut t = Tlb::new(4, 2);
         t.insert(1, Vpn(8), Pfn(3), TlbEntry::WRITABLE);
-        assert_eq!(t.lookup(1, Vpn(8)).unwrap().pfn, Pfn(3));
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().pfn(), Pfn(3));
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().flags(), TlbEntry::WRITABLE);
         assert!(t.lookup(2, Vpn(8)).is_none());
         t.flush_asid(1);
         assert!(t.lookup(1, Vpn(8)).is_none());
