@@ -62,6 +62,10 @@ impl TlbEntry {
 /// A set-associative, ASID-tagged TLB.
 #[derive(Debug)]
 pub struct Tlb {
+    /// The sets when they have 4 ways (the default and the common case): one 64-byte
+    /// array per set, found with one bounds check. Empty otherwise.
+    quads: Box<[[TlbEntry; 4]]>,
+    /// The sets of any other associativity, `ways` entries each. Empty for 4 ways.
     entries: Box<[TlbEntry]>,
     ways: usize,
     set_mask: u64,
@@ -69,20 +73,24 @@ pub struct Tlb {
     victim: Box<[u8]>,
 }
 
+const EMPTY: TlbEntry = TlbEntry {
+    key: INVALID,
+    val: 0,
+};
+
 impl Tlb {
     /// A TLB of `sets` sets (rounded up to a power of two) of `ways` entries.
     pub fn new(sets: usize, ways: usize) -> Tlb {
         let sets = sets.max(1).next_power_of_two();
         let ways = ways.clamp(1, 255);
+        let (quads, entries) = if ways == 4 {
+            (vec![[EMPTY; 4]; sets], Vec::new())
+        } else {
+            (Vec::new(), vec![EMPTY; sets * ways])
+        };
         Tlb {
-            entries: vec![
-                TlbEntry {
-                    key: INVALID,
-                    val: 0,
-                };
-                sets * ways
-            ]
-            .into_boxed_slice(),
+            quads: quads.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
             ways,
             set_mask: sets as u64 - 1,
             victim: vec![0; sets].into_boxed_slice(),
@@ -91,26 +99,30 @@ impl Tlb {
 
     /// Total entries.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.victim.len() * self.ways
     }
 
-    /// The set that may hold `vpn`.
+    /// The set that may hold `vpn`, and its number.
     #[inline(always)]
-    fn set_of(&self, vpn: Vpn) -> &[TlbEntry] {
-        let base = (vpn.0 & self.set_mask) as usize * self.ways;
-        &self.entries[base..base + self.ways]
+    fn set_mut(&mut self, vpn: Vpn) -> (usize, &mut [TlbEntry]) {
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(q) = self.quads.get_mut(set) {
+            return (set, &mut q[..]);
+        }
+        let base = set * self.ways;
+        (set, &mut self.entries[base..base + self.ways])
     }
 
     /// The cached translation of `vpn` in `asid`, if any.
     ///
-    /// For the usual 4-way sets, every way is compared and the hit way taken from the
-    /// bit mask of matches, without a branch that depends on which way holds it: random
-    /// addresses cause no branch mispredictions.
+    /// For 4-way sets, every way is compared and the hit way taken from the bit mask of
+    /// matches, without a branch that depends on which way holds it: random addresses
+    /// cause no branch mispredictions.
     #[inline(always)]
     pub fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
         let key = TlbEntry::key(asid, vpn);
-        let set = self.set_of(vpn);
-        if let Ok(s) = <&[TlbEntry; 4]>::try_from(set) {
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(s) = self.quads.get(set) {
             let m = u32::from(s[0].key == key)
                 | u32::from(s[1].key == key) << 1
                 | u32::from(s[2].key == key) << 2
@@ -120,17 +132,24 @@ impl Tlb {
             }
             return Some(s[(m.trailing_zeros() & 3) as usize]);
         }
-        set.iter().find(|e| e.key == key).copied()
+        self.lookup_slow(key, set)
+    }
+
+    #[inline(never)]
+    fn lookup_slow(&self, key: u64, set: usize) -> Option<TlbEntry> {
+        let base = set * self.ways;
+        self.entries[base..base + self.ways]
+            .iter()
+            .find(|e| e.key == key)
+            .copied()
     }
 
     /// Caches a translation, replacing any entry for the same page or else the first
     /// free way or else the set's round-robin victim.
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
         let key = TlbEntry::key(asid, vpn);
-        let set = (vpn.0 & self.set_mask) as usize;
-        let ways = self.ways;
-        let base = set * ways;
-        let entries = &mut self.entries[base..base + ways];
+        let (set, entries) = self.set_mut(vpn);
+        let ways = entries.len();
         let mut same = None;
         let mut free = None;
         for (i, e) in entries.iter().enumerate() {
@@ -151,6 +170,7 @@ impl Tlb {
                 i
             }
         };
+        let (_, entries) = self.set_mut(vpn);
         entries[slot] = TlbEntry {
             key,
             val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & 7) | TlbEntry::VALID,
@@ -160,37 +180,45 @@ impl Tlb {
     /// Invalidates the translation of one page (x86 `invlpg`).
     pub fn flush_page(&mut self, asid: Asid, vpn: Vpn) {
         let key = TlbEntry::key(asid, vpn);
-        let set = (vpn.0 & self.set_mask) as usize;
-        let base = set * self.ways;
-        for e in &mut self.entries[base..base + self.ways] {
+        for e in self.set_mut(vpn).1 {
             if e.key == key {
-                e.key = INVALID;
-                e.val = 0;
+                *e = EMPTY;
             }
         }
     }
 
+    /// Every entry, set by set.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
+        self.quads
+            .iter_mut()
+            .flatten()
+            .chain(self.entries.iter_mut())
+    }
+
     /// Invalidates every translation of one address space.
     pub fn flush_asid(&mut self, asid: Asid) {
-        for e in self.entries.iter_mut() {
+        for e in self.all_mut() {
             if e.key != INVALID && (e.key & 0xffff) as Asid == asid {
-                e.key = INVALID;
-                e.val = 0;
+                *e = EMPTY;
             }
         }
     }
 
     /// Invalidates everything.
     pub fn flush_all(&mut self) {
-        for e in self.entries.iter_mut() {
-            e.key = INVALID;
-            e.val = 0;
+        for e in self.all_mut() {
+            *e = EMPTY;
         }
     }
 
     /// Number of valid entries (for tests and explain output).
     pub fn valid_entries(&self) -> usize {
-        self.entries.iter().filter(|e| e.key != INVALID).count()
+        self.quads
+            .iter()
+            .flatten()
+            .chain(self.entries.iter())
+            .filter(|e| e.key != INVALID)
+            .count()
     }
 }
 
@@ -220,5 +248,46 @@ mod tests {
         assert!(t.lookup(1, Vpn(3)).is_some());
         t.flush_page(1, Vpn(3));
         assert!(t.lookup(1, Vpn(3)).is_none());
+    }
+
+    #[test]
+    fn four_way_sets_hit_in_every_way_and_evict_round_robin() {
+        let mut t = Tlb::new(2, 4);
+        assert_eq!(t.capacity(), 8);
+        // Even pages share set 0.
+        for i in 0..4 {
+            t.insert(1, Vpn(2 * i), Pfn(10 + i), 0);
+        }
+        for i in 0..4 {
+            assert_eq!(t.lookup(1, Vpn(2 * i)).unwrap().pfn(), Pfn(10 + i));
+        }
+        assert_eq!(t.valid_entries(), 4);
+        t.insert(1, Vpn(8), Pfn(20), TlbEntry::NX);
+        assert!(t.lookup(1, Vpn(0)).is_none());
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().flags(), TlbEntry::NX);
+        t.insert(1, Vpn(10), Pfn(21), 0);
+        assert!(t.lookup(1, Vpn(2)).is_none());
+        // A freed way is taken before the next victim.
+        t.flush_page(1, Vpn(6));
+        t.insert(1, Vpn(12), Pfn(22), 0);
+        assert!(t.lookup(1, Vpn(4)).is_some());
+        assert_eq!(t.lookup(1, Vpn(12)).unwrap().pfn(), Pfn(22));
+        // Re-inserting a page replaces its entry.
+        t.insert(1, Vpn(12), Pfn(23), TlbEntry::WRITABLE);
+        assert_eq!(t.lookup(1, Vpn(12)).unwrap().pfn(), Pfn(23));
+        assert_eq!(t.valid_entries(), 4);
+        t.flush_all();
+        assert_eq!(t.valid_entries(), 0);
+    }
+
+    #[test]
+    fn a_translation_to_frame_zero_without_flags_is_still_a_hit() {
+        for ways in [3, 4] {
+            let mut t = Tlb::new(1, ways);
+            t.insert(7, Vpn(5), Pfn(0), 0);
+            let e = t.lookup(7, Vpn(5)).unwrap();
+            assert_eq!((e.pfn(), e.flags()), (Pfn(0), 0));
+            assert_eq!(e.pa(0x123).0, 0x123);
+        }
     }
 }
