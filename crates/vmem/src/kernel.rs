@@ -163,9 +163,8 @@ impl Kernel {
     /// Creates a process with an empty address space and no open files.
     pub fn spawn(&mut self) -> SysResult<Pid> {
         let root = self
-            .alloc_frame(FrameFlags::PAGE_TABLE)
+            .alloc_frame_zeroed(FrameFlags::PAGE_TABLE)
             .ok_or(Errno::ENOMEM)?;
-        self.phys.frame_bytes_mut(root).fill(0);
         self.phys.meta_mut(root).refcount = 1;
         let pid = Pid(self.procs.len() as u32);
         let asid = self.next_asid;
@@ -791,16 +790,31 @@ impl Kernel {
 
     /// Allocates a frame, dropping clean unmapped page-cache pages if RAM is full.
     pub(crate) fn alloc_frame(&mut self, flags: u16) -> Option<Pfn> {
+        self.alloc_frame_with(flags, PhysMem::alloc)
+    }
+
+    /// Allocates a zeroed frame as [`Kernel::alloc_frame`] does (a frame never used since
+    /// boot is zero already and is not cleared again).
+    pub(crate) fn alloc_frame_zeroed(&mut self, flags: u16) -> Option<Pfn> {
+        self.alloc_frame_with(flags, PhysMem::alloc_zeroed)
+    }
+
+    #[inline]
+    fn alloc_frame_with(
+        &mut self,
+        flags: u16,
+        alloc: fn(&mut PhysMem, u16) -> Option<Pfn>,
+    ) -> Option<Pfn> {
         let (low, high) = self.watermarks();
         let free = self.phys.free_frames();
         if free < low {
             self.reclaim((high - free) as usize);
         }
-        if let Some(p) = self.phys.alloc(flags) {
+        if let Some(p) = alloc(&mut self.phys, flags) {
             return Some(p);
         }
         self.reclaim(32);
-        self.phys.alloc(flags)
+        alloc(&mut self.phys, flags)
     }
 
     /// The devices on the physical bus: (name, base address, bytes of registers).
@@ -871,12 +885,13 @@ impl Kernel {
     }
 
     /// Writes the leaf PTE for `va`, allocating tables; flushes the old translation.
+    /// Returns the physical address of the entry.
     pub(crate) fn set_pte(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         pte: Pte,
-    ) -> Result<(), pgtable::OutOfFrames> {
+    ) -> Result<PhysAddr, pgtable::OutOfFrames> {
         let geom = self.cfg.geometry;
         let root = self.live(pid).mm.root;
         let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
@@ -887,13 +902,25 @@ impl Kernel {
                 pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
             }
         };
+        self.live(pid).mm.pt_frames += new_tables;
+        self.set_pte_at(pid, va, slot, pte);
+        Ok(slot)
+    }
+
+    /// Writes the leaf PTE for `va` at `slot`, the entry's physical address (found by a
+    /// walk of `pid`'s tables during this fault: tables are only freed at exit, so it is
+    /// still the entry for `va`); flushes the old translation.
+    pub(crate) fn set_pte_at(&mut self, pid: Pid, va: VirtAddr, slot: PhysAddr, pte: Pte) {
         self.phys.write_u64(slot, pte.0);
-        let p = self.live(pid);
-        p.mm.pt_frames += new_tables;
-        let asid = p.mm.asid;
+        let asid = self.live(pid).mm.asid;
         self.tlb.flush_page(asid, va.vpn());
         self.events.emit(|| Event::PteInstall { pid, va, pte });
-        Ok(())
+    }
+
+    /// The physical address of the leaf entry for `va` in `pid`, if its tables exist.
+    pub(crate) fn pte_slot_of(&self, pid: Pid, va: VirtAddr) -> Option<PhysAddr> {
+        let p = self.proc_ref(pid).ok()?;
+        pgtable::pte_slot(&self.phys, &self.cfg.geometry, p.mm.root, va)
     }
 
     /// Removes every mapping in `[start, end)` of `pid` (which must lie in one VMA or

@@ -115,9 +115,8 @@ impl Kernel {
         if self.inode(id).kind == FileKind::Shmem {
             for pg in start..start + n {
                 let pfn = self
-                    .alloc_frame(FrameFlags::PAGE_CACHE)
+                    .alloc_frame_zeroed(FrameFlags::PAGE_CACHE)
                     .ok_or(PageError::NoMemory)?;
-                self.phys.frame_bytes_mut(pfn).fill(0);
                 self.add_to_page_cache(id, pg, pfn);
             }
             return Ok(n);
