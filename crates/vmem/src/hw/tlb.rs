@@ -146,35 +146,57 @@ impl Tlb {
 
     /// Caches a translation, replacing any entry for the same page or else the first
     /// free way or else the set's round-robin victim.
+    #[inline]
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
         let key = TlbEntry::key(asid, vpn);
-        let (set, entries) = self.set_mut(vpn);
-        let ways = entries.len();
-        let mut same = None;
-        let mut free = None;
-        for (i, e) in entries.iter().enumerate() {
-            if e.key == key {
-                same = Some(i);
-                break;
-            }
-            if e.key == INVALID && free.is_none() {
-                free = Some(i);
-            }
-        }
-        let slot = match same.or(free) {
-            Some(i) => i,
-            None => {
-                let v = &mut self.victim[set];
-                let i = *v as usize;
-                *v = if i + 1 >= ways { 0 } else { i as u8 + 1 };
-                i
-            }
-        };
-        let (_, entries) = self.set_mut(vpn);
-        entries[slot] = TlbEntry {
+        let e = TlbEntry {
             key,
             val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & 7) | TlbEntry::VALID,
         };
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(s) = self.quads.get_mut(set) {
+            let same = u32::from(s[0].key == key)
+                | u32::from(s[1].key == key) << 1
+                | u32::from(s[2].key == key) << 2
+                | u32::from(s[3].key == key) << 3;
+            let free = u32::from(s[0].key == INVALID)
+                | u32::from(s[1].key == INVALID) << 1
+                | u32::from(s[2].key == INVALID) << 2
+                | u32::from(s[3].key == INVALID) << 3;
+            let way = if same != 0 {
+                same.trailing_zeros()
+            } else if free != 0 {
+                free.trailing_zeros()
+            } else {
+                let v = &mut self.victim[set];
+                let i = u32::from(*v);
+                *v = ((i + 1) & 3) as u8;
+                i
+            };
+            s[(way & 3) as usize] = e;
+            return;
+        }
+        self.insert_slow(set, e);
+    }
+
+    #[inline(never)]
+    fn insert_slow(&mut self, set: usize, e: TlbEntry) {
+        let ways = self.ways;
+        let base = set * ways;
+        let entries = &mut self.entries[base..base + ways];
+        let slot = match entries.iter().position(|x| x.key == e.key) {
+            Some(i) => i,
+            None => match entries.iter().position(|x| x.key == INVALID) {
+                Some(i) => i,
+                None => {
+                    let v = &mut self.victim[set];
+                    let i = *v as usize;
+                    *v = if i + 1 >= ways { 0 } else { i as u8 + 1 };
+                    i
+                }
+            },
+        };
+        entries[slot] = e;
     }
 
     /// Invalidates the translation of one page (x86 `invlpg`).
