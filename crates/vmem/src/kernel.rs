@@ -466,13 +466,17 @@ impl Kernel {
 
     /// The translation of the fast path (see `fast_path_allowed`) after its TLB lookup
     /// found no entry: the walk and fill without a second lookup, then the fault handling
-    /// of [`Kernel::translate_paged`]. Counts exactly what `translate_paged` counts.
-    fn translate_fast_missed(
+    /// of [`Kernel::translate_paged`]. Counts exactly what `translate_paged` counts; on
+    /// success with RAM behind it, `done` finishes the access with the process's counters
+    /// at hand (one process lookup for the whole access).
+    #[inline(always)]
+    fn translate_fast_missed<R>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
-    ) -> Result<PhysAddr, Signal> {
+        done: impl FnOnce(&mut PhysMem, PhysAddr, &mut Counters) -> Option<R>,
+    ) -> Result<Result<R, PhysAddr>, Signal> {
         let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
             return Err(Signal::Segv {
                 addr: va,
@@ -483,7 +487,7 @@ impl Kernel {
             asid: p.mm.asid,
             root: p.mm.root,
         };
-        match mmu::translate_missed(
+        let r = mmu::translate_missed(
             &mut self.phys,
             &mut self.tlb,
             &self.cfg.geometry,
@@ -492,10 +496,19 @@ impl Kernel {
             access,
             &mut self.events,
             &mut p.stats,
-        ) {
-            Ok(pa) => Ok(self.stamp_access(pa)),
-            Err(hw) => self.fault_and_retry(pid, va, access, hw),
-        }
+        );
+        let pa = match r {
+            Ok(pa) => {
+                if !self.access_clock {
+                    if let Some(v) = done(&mut self.phys, pa, &mut p.stats) {
+                        return Ok(Ok(v));
+                    }
+                }
+                self.stamp_access(pa)
+            }
+            Err(hw) => self.fault_and_retry(pid, va, access, hw)?,
+        };
+        Ok(Err(pa))
     }
 
     /// The fast path of an `N`-byte load within one page: `None` to take the full path.
@@ -527,7 +540,16 @@ impl Kernel {
 
     #[inline(never)]
     fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
-        let pa = self.translate_fast_missed(pid, va, Access::Read)?;
+        let r = self.translate_fast_missed(pid, va, Access::Read, |phys, pa, stats| {
+            let b = phys.ram_array::<N>(pa)?;
+            stats.mapped_loads += N as u64;
+            Some(b)
+        })?;
+        // After a fault, or not RAM.
+        let pa = match r {
+            Ok(b) => return Ok(b),
+            Err(pa) => pa,
+        };
         let mut b = [0u8; N];
         match self.phys.ram_array::<N>(pa) {
             Some(r) => b = r,
@@ -573,11 +595,18 @@ impl Kernel {
         va: VirtAddr,
         b: [u8; N],
     ) -> Result<(), Signal> {
-        let pa = self.translate_fast_missed(pid, va, Access::Write)?;
-        if !self.phys.ram_write_array(pa, b) {
-            self.phys.cpu_write(pa, &b);
+        let r = self.translate_fast_missed(pid, va, Access::Write, |phys, pa, stats| {
+            phys.ram_write_array(pa, b).then(|| {
+                stats.mapped_stores += N as u64;
+            })
+        })?;
+        // After a fault, or not RAM.
+        if let Err(pa) = r {
+            if !self.phys.ram_write_array(pa, b) {
+                self.phys.cpu_write(pa, &b);
+            }
+            self.live(pid).stats.mapped_stores += N as u64;
         }
-        self.live(pid).stats.mapped_stores += N as u64;
         Ok(())
     }
 

@@ -164,16 +164,9 @@ fn walk_and_fill(
     if updated != pte {
         phys.write_u64(leaf.pte_pa, updated.0);
     }
-    let mut flags = 0;
-    if updated.writable() {
-        flags |= TlbEntry::WRITABLE;
-    }
-    if updated.dirty() {
-        flags |= TlbEntry::DIRTY;
-    }
-    if updated.nx() {
-        flags |= TlbEntry::NX;
-    }
+    let flags = u8::from(updated.writable()) * TlbEntry::WRITABLE
+        | u8::from(updated.dirty()) * TlbEntry::DIRTY
+        | u8::from(updated.nx()) * TlbEntry::NX;
     tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
     Ok(pte.pfn().addr().add(va.page_offset()))
 }
