@@ -59,9 +59,19 @@ impl TlbEntry {
     }
 }
 
+/// Slots of the lookaside copy (a power of two).
+const L0_SLOTS: usize = 512;
+
 /// A set-associative, ASID-tagged TLB.
+///
+/// In front of the sets sits a direct-mapped lookaside copy of some of their entries,
+/// indexed by the low bits of the page number: a hit there is one compare. It is a
+/// subset of the sets at all times (an entry enters it when inserted in a set and leaves
+/// it when it leaves its set), so it changes no outcome: which translations are cached,
+/// hits, misses and replacement are those of the set-associative TLB alone.
 #[derive(Debug)]
 pub struct Tlb {
+    l0: Box<[TlbEntry; L0_SLOTS]>,
     /// The sets when they have 4 ways (the default and the common case): one 64-byte
     /// array per set, found with one bounds check. Empty otherwise.
     quads: Box<[[TlbEntry; 4]]>,
@@ -89,6 +99,7 @@ impl Tlb {
             (Vec::new(), vec![EMPTY; sets * ways])
         };
         Tlb {
+            l0: Box::new([EMPTY; L0_SLOTS]),
             quads: quads.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
             ways,
@@ -113,14 +124,33 @@ impl Tlb {
         (set, &mut self.entries[base..base + self.ways])
     }
 
+    /// The lookaside slot of a key (the low bits of its page number).
+    #[inline(always)]
+    fn l0_slot(key: u64) -> usize {
+        (key >> 16) as usize & (L0_SLOTS - 1)
+    }
+
+    /// Drops `key` from the lookaside copy (it is leaving its set).
+    #[inline(always)]
+    fn l0_forget(&mut self, key: u64) {
+        let e = &mut self.l0[Self::l0_slot(key)];
+        if e.key == key {
+            *e = EMPTY;
+        }
+    }
+
     /// The cached translation of `vpn` in `asid`, if any.
     ///
-    /// For 4-way sets, every way is compared and the hit way taken from the bit mask of
-    /// matches, without a branch that depends on which way holds it: random addresses
-    /// cause no branch mispredictions.
+    /// The lookaside copy first; then the set. For 4-way sets, every way is compared and
+    /// the hit way taken from the bit mask of matches, without a branch that depends on
+    /// which way holds it: random addresses cause no branch mispredictions.
     #[inline(always)]
     pub fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
         let key = TlbEntry::key(asid, vpn);
+        let e = self.l0[Self::l0_slot(key)];
+        if e.key == key {
+            return Some(e);
+        }
         let set = (vpn.0 & self.set_mask) as usize;
         if let Some(s) = self.quads.get(set) {
             let m = u32::from(s[0].key == key)
@@ -173,10 +203,12 @@ impl Tlb {
                 *v = ((i + 1) & 3) as u8;
                 i
             };
-            s[(way & 3) as usize] = e;
-            return;
+            let old = std::mem::replace(&mut s[(way & 3) as usize], e);
+            self.l0_forget(old.key);
+        } else {
+            self.insert_slow(set, e);
         }
-        self.insert_slow(set, e);
+        self.l0[Self::l0_slot(key)] = e;
     }
 
     #[inline(never)]
@@ -196,7 +228,8 @@ impl Tlb {
                 }
             },
         };
-        entries[slot] = e;
+        let old = std::mem::replace(&mut entries[slot], e);
+        self.l0_forget(old.key);
     }
 
     /// Invalidates the translation of one page (x86 `invlpg`).
@@ -207,14 +240,16 @@ impl Tlb {
                 *e = EMPTY;
             }
         }
+        self.l0_forget(key);
     }
 
-    /// Every entry, set by set.
+    /// Every entry, set by set, and the lookaside copy.
     fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
         self.quads
             .iter_mut()
             .flatten()
             .chain(self.entries.iter_mut())
+            .chain(self.l0.iter_mut())
     }
 
     /// Invalidates every translation of one address space.
@@ -310,6 +345,50 @@ mod tests {
             let e = t.lookup(7, Vpn(5)).unwrap();
             assert_eq!((e.pfn(), e.flags()), (Pfn(0), 0));
             assert_eq!(e.pa(0x123).0, 0x123);
+        }
+    }
+
+    /// The sets alone, without the lookaside copy.
+    fn lookup_in_sets(t: &Tlb, asid: Asid, vpn: Vpn) -> Option<(Pfn, u8)> {
+        let key = TlbEntry::key(asid, vpn);
+        let set = (vpn.0 & t.set_mask) as usize;
+        let ways: Vec<TlbEntry> = match t.quads.get(set) {
+            Some(q) => q.to_vec(),
+            None => t.entries[set * t.ways..(set + 1) * t.ways].to_vec(),
+        };
+        ways.iter()
+            .find(|e| e.key == key)
+            .map(|e| (e.pfn(), e.flags()))
+    }
+
+    #[test]
+    fn the_lookaside_copy_never_answers_differently_from_the_sets() {
+        for (sets, ways) in [(4, 4), (2, 3), (64, 4)] {
+            let mut t = Tlb::new(sets, ways);
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            for i in 0..20_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Pages that collide in the lookaside copy (multiples of its size apart)
+                // and in the sets, in two address spaces.
+                let vpn = Vpn((x % 8) + (x >> 8) % 4 * L0_SLOTS as u64 + (x >> 16) % 3);
+                let asid = 1 + ((x >> 24) % 2) as Asid;
+                match (x >> 32) % 8 {
+                    0..=3 => t.insert(asid, vpn, Pfn(i), ((x >> 40) % 8) as u8),
+                    4 => t.flush_page(asid, vpn),
+                    5 if i % 64 == 0 => t.flush_asid(asid),
+                    6 if i % 512 == 0 => t.flush_all(),
+                    _ => {}
+                }
+                for v in 0..16 {
+                    for a in 1..=2 {
+                        let vpn = Vpn(v % 8 + v / 8 * L0_SLOTS as u64);
+                        let got = t.lookup(a, vpn).map(|e| (e.pfn(), e.flags()));
+                        assert_eq!(got, lookup_in_sets(&t, a, vpn), "step {i}");
+                    }
+                }
+            }
         }
     }
 }
