@@ -70,6 +70,19 @@ impl PagingGeometry {
     }
 }
 
+/// When anonymous memory gets 2 MiB transparent huge pages (Linux
+/// `/sys/kernel/mm/transparent_hugepage/enabled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ThpMode {
+    /// Never.
+    Never,
+    /// In areas marked with `madvise(MADV_HUGEPAGE)` (the default, as on this host).
+    #[default]
+    Madvise,
+    /// In every anonymous private area not marked `MADV_NOHUGEPAGE`.
+    Always,
+}
+
 /// How the MMU turns the addresses a program uses into physical addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TranslationMode {
@@ -121,6 +134,8 @@ pub struct MachineConfig {
     pub prefault_ram: bool,
     /// How addresses are translated.
     pub translation: TranslationMode,
+    /// Transparent huge pages for anonymous memory.
+    pub thp: ThpMode,
 }
 
 impl Default for MachineConfig {
@@ -142,6 +157,7 @@ impl Default for MachineConfig {
             dirty_background_ratio: 10,
             prefault_ram: false,
             translation: TranslationMode::Paging,
+            thp: ThpMode::Madvise,
         }
     }
 }

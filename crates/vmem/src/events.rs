@@ -35,6 +35,14 @@ pub enum FaultKind {
     DevicePage,
     /// The PTE was already right; only the TLB was stale.
     Spurious,
+    /// Anonymous write in a huge-page area: a 2 MiB page mapped by the PMD
+    /// (`do_huge_pmd_anonymous_page`).
+    HugeAnonPage,
+    /// Anonymous read in a huge-page area: the huge zero page mapped read-only
+    /// (`do_huge_pmd_anonymous_page`).
+    HugeZeroPage,
+    /// Write to the huge zero page: a fresh 2 MiB page replaces it (`do_huge_zero_wp_pmd`).
+    HugeWpZero,
 }
 
 impl FaultKind {
@@ -51,6 +59,8 @@ impl FaultKind {
             FaultKind::SwapIn => "do_swap_page",
             FaultKind::DevicePage => "vmf_insert_pfn (device)",
             FaultKind::Spurious => "spurious fault",
+            FaultKind::HugeAnonPage | FaultKind::HugeZeroPage => "do_huge_pmd_anonymous_page",
+            FaultKind::HugeWpZero => "do_huge_zero_wp_pmd",
         }
     }
 }
@@ -191,6 +201,23 @@ pub enum Event {
         va: VirtAddr,
         /// New entry.
         pte: Pte,
+    },
+    /// A PMD entry now maps a 2 MiB page itself.
+    PmdInstall {
+        /// Process.
+        pid: Pid,
+        /// First address of the huge page.
+        va: VirtAddr,
+        /// New entry.
+        pmd: Pte,
+    },
+    /// A huge page's PMD mapping was replaced by a table of 512 page entries
+    /// (Linux `split_huge_pmd`), so that part of it can be changed alone.
+    HugePageSplit {
+        /// Process.
+        pid: Pid,
+        /// First address of the huge page.
+        va: VirtAddr,
     },
     /// Pages mapped by fault-around.
     FaultAround {
@@ -410,6 +437,11 @@ impl std::fmt::Display for Event {
                 from.0, to.0
             ),
             Event::PteInstall { va, pte, .. } => write!(f, "    PTE for {va} := {pte}"),
+            Event::PmdInstall { va, pmd, .. } => write!(f, "    PMD for {va} := {pmd}"),
+            Event::HugePageSplit { va, .. } => write!(
+                f,
+                "    split_huge_pmd: the 2 MiB page at {va} is now mapped by 512 PTEs"
+            ),
             Event::FaultAround { start, pages, .. } => {
                 write!(
                     f,

@@ -36,6 +36,8 @@ pub struct Kernel {
     pub(crate) inode_index: HashMap<(u64, u64), InodeId>,
     pub(crate) files: Vec<Option<OpenFile>>,
     pub(crate) zero_pfn: Pfn,
+    /// The huge zero page (512 zero frames on a 2 MiB boundary), made on first use.
+    pub(crate) huge_zero: Option<Pfn>,
     /// Counters of exited processes and of work no process caused.
     pub(crate) kstats: Counters,
     next_asid: u16,
@@ -122,6 +124,7 @@ impl Kernel {
             inode_index: HashMap::new(),
             files: Vec::new(),
             zero_pfn,
+            huge_zero: None,
             kstats: Counters::default(),
             next_asid: 1,
             next_mm_id: 1,
@@ -185,6 +188,7 @@ impl Kernel {
                 mmap_base: TASK_SIZE.min(self.task_size()) - (128 << 20),
                 start_brk: VirtAddr(0),
                 brk: VirtAddr(0),
+                thp: BTreeMap::new(),
             },
             fds: Vec::new(),
             stats: Counters::default(),
@@ -351,6 +355,15 @@ impl Kernel {
             Ok(p) => pgtable::read_pte(&self.phys, &self.cfg.geometry, p.mm.root, va),
             Err(_) => Pte::NONE,
         }
+    }
+
+    /// The PMD entry (level 1) for `va` in `pid` as the tables hold it: a huge page's own
+    /// entry (PS bit set), a pointer to a page table, or not present.
+    pub fn pmd_of(&self, pid: Pid, va: VirtAddr) -> Pte {
+        self.proc_ref(pid)
+            .ok()
+            .and_then(|p| pgtable::pmd_slot(&self.phys, &self.cfg.geometry, p.mm.root, va))
+            .map_or(Pte::NONE, |s| Pte(self.phys.read_u64(s)))
     }
 
     /// The reference count of a frame (mappings plus page-cache membership).
@@ -922,7 +935,15 @@ impl Kernel {
         pte: Pte,
     ) -> Result<PhysAddr, pgtable::OutOfFrames> {
         let geom = self.cfg.geometry;
-        let root = self.live(pid).mm.root;
+        let mm = &self.live(pid).mm;
+        let root = mm.root;
+        if !mm.thp.is_empty() {
+            // A page of a huge page changes alone: split the huge page first.
+            let haddr = va.0 & !(crate::mm::huge_memory::HPAGE_SIZE - 1);
+            if mm.thp.contains_key(&haddr) {
+                self.split_huge_pmd(pid, VirtAddr(haddr));
+            }
+        }
         let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
             Ok(r) => r,
             Err(pgtable::OutOfFrames) => {
@@ -955,6 +976,7 @@ impl Kernel {
     /// Removes every mapping in `[start, end)` of `pid` (which must lie in one VMA or
     /// holes): drops the frame references and flushes the TLB. Linux `zap_page_range`.
     pub(crate) fn zap_range(&mut self, pid: Pid, start: VirtAddr, end: VirtAddr) {
+        self.split_huge_pmds(pid, start, end, true);
         let geom = self.cfg.geometry;
         let p = self.live(pid);
         let root = p.mm.root;

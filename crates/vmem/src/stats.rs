@@ -90,6 +90,10 @@ counters! {
     refaults,
     /// Faults that found no frame and nothing reclaimable (the OOM killer's cases).
     oom_kills,
+    /// Transparent huge pages allocated by faults (Linux `thp_fault_alloc`).
+    thp_fault_alloc,
+    /// Huge page mappings split into 512 page mappings (Linux `thp_split_pmd`).
+    thp_split_pmd,
 }
 
 impl Counters {

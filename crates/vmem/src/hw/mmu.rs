@@ -167,6 +167,9 @@ fn walk_and_fill(
     let flags = u8::from(updated.writable()) * TlbEntry::WRITABLE
         | u8::from(updated.dirty()) * TlbEntry::DIRTY
         | u8::from(updated.nx()) * TlbEntry::NX;
-    tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
-    Ok(pte.pfn().addr().add(va.page_offset()))
+    // A huge page's translation is cached for the one 4 KiB page used (x86 may splinter
+    // large pages in its TLB), so the TLB keeps a single entry format.
+    let pfn = leaf.pfn_of(geom, va);
+    tlb.insert(ctx.asid, va.vpn(), pfn, flags);
+    Ok(pfn.addr().add(va.page_offset()))
 }

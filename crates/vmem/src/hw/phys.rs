@@ -31,6 +31,9 @@ impl FrameFlags {
     pub const READAHEAD: u16 = 1 << 7;
     /// Used through read()/write() since reclaim last looked (Linux `PG_referenced`).
     pub const REFERENCED: u16 = 1 << 8;
+    /// One of the 512 frames of a transparent huge page still mapped by a PMD (cleared
+    /// when the huge page is split into 4 KiB mappings).
+    pub const THP: u16 = 1 << 9;
 
     /// Whether `bit` is set.
     #[inline]
@@ -319,7 +322,14 @@ impl PhysMem {
 
     /// Takes `n` physically contiguous frames (first fit); `None` when no run is free.
     pub fn alloc_contiguous(&mut self, n: u64, flags: u16) -> Option<Pfn> {
-        if n == 0 {
+        self.alloc_contiguous_aligned(n, 1, flags)
+    }
+
+    /// Takes `n` physically contiguous frames starting at a multiple of `align` frames
+    /// (first fit: a huge page's frames start on a huge-page boundary); `None` when no
+    /// such run is free.
+    pub fn alloc_contiguous_aligned(&mut self, n: u64, align: u64, flags: u16) -> Option<Pfn> {
+        if n == 0 || align == 0 {
             return None;
         }
         let mut is_free = vec![false; self.frames.len()];
@@ -329,6 +339,9 @@ impl PhysMem {
         let mut run = 0u64;
         let mut start = None;
         for (i, free) in is_free.iter().enumerate() {
+            if run == 0 && i as u64 % align != 0 {
+                continue;
+            }
             if *free {
                 run += 1;
                 if run == n {

@@ -22,6 +22,9 @@ impl Pte {
     pub const ACCESSED: u64 = 1 << 5;
     /// Dirty: set by the MMU on a write through a leaf entry.
     pub const DIRTY: u64 = 1 << 6;
+    /// Page Size: in a PMD (level 1) entry, the entry maps a 2 MiB page itself instead of
+    /// pointing at a page table (Linux `_PAGE_PSE`, `pmd_trans_huge`).
+    pub const HUGE: u64 = 1 << 7;
     /// Software bit: a PROT_NONE mapping (only meaningful when not present).
     pub const PROTNONE: u64 = 1 << 8;
     /// Software bit: a swap entry (not present; the frame-number bits hold the swap slot).
@@ -82,6 +85,11 @@ impl Pte {
     pub const fn has_frame(self) -> bool {
         self.present() || self.protnone()
     }
+    /// Whether this upper-level entry maps a huge page (the PS bit).
+    #[inline]
+    pub const fn huge(self) -> bool {
+        self.present() && self.0 & Self::HUGE != 0
+    }
     /// Whether it maps a device page (no frame metadata).
     #[inline]
     pub const fn special(self) -> bool {
@@ -141,8 +149,9 @@ impl std::fmt::Display for Pte {
         let flag = |b: bool, c: char| if b { c } else { '-' };
         write!(
             f,
-            "0x{:016x} (pfn 0x{:x} {}{}{}{}{}{})",
+            "0x{:016x} ({}pfn 0x{:x} {}{}{}{}{}{})",
             self.0,
+            if self.huge() { "2 MiB page at " } else { "" },
             self.pfn().0,
             if self.protnone() { 'N' } else { 'P' },
             flag(self.writable(), 'W'),

@@ -2,7 +2,7 @@
 //!
 //! Owns [`walk`]: starting from the root table's frame (CR3), read one 8-byte entry per
 //! level out of physical memory, index chosen by the [`PagingGeometry`], until the leaf
-//! PTE or a not-present entry. The walker sets the Accessed bit in every entry it passes
+//! PTE, a PMD entry that maps a 2 MiB page itself (PS bit), or a not-present entry. The walker sets the Accessed bit in every entry it passes
 //! through, as x86 hardware does. It never allocates tables: that is the kernel's job
 //! (`mm/pgtable.rs`).
 
@@ -19,6 +19,22 @@ pub struct Leaf {
     pub pte: Pte,
     /// The physical address of the leaf entry.
     pub pte_pa: PhysAddr,
+    /// The level the leaf was found at: 0 for a 4 KiB page, 1 for a huge page mapped by
+    /// its PMD entry (the PS bit).
+    pub level: u32,
+}
+
+impl Leaf {
+    /// The frame holding `va`'s byte: the leaf's frame, plus the page's index inside a
+    /// huge page.
+    #[inline]
+    pub fn pfn_of(&self, geom: &PagingGeometry, va: VirtAddr) -> Pfn {
+        if self.level == 0 {
+            return self.pte.pfn();
+        }
+        let pages = geom.span(self.level) >> geom.page_shift;
+        Pfn(self.pte.pfn().0 + ((va.0 >> geom.page_shift) & (pages - 1)))
+    }
 }
 
 /// Walks the tables rooted at `root` for `va`. `Err(level)` names the level whose entry
@@ -49,10 +65,11 @@ pub fn walk(
         if !entry.present() {
             return Err(level);
         }
-        if level == 0 {
+        if level == 0 || (level == 1 && entry.huge()) {
             return Ok(Leaf {
                 pte: entry,
                 pte_pa: entry_pa,
+                level,
             });
         }
         if !entry.accessed() {

@@ -75,7 +75,10 @@ impl Kernel {
                     }
                     if matches!(
                         kind,
-                        FaultKind::WpCopy | FaultKind::WpReuse | FaultKind::WpShared
+                        FaultKind::WpCopy
+                            | FaultKind::WpReuse
+                            | FaultKind::WpShared
+                            | FaultKind::HugeWpZero
                     ) {
                         p.stats.wp_faults += 1;
                     }
@@ -133,6 +136,11 @@ impl Kernel {
                 addr: va,
                 code: SegvCode::AccErr,
             });
+        }
+        if self.huge_pmd_supported() {
+            if let Some(r) = self.do_huge_pmd_fault(pid, va, access, &vma)? {
+                return Ok(r);
+            }
         }
         let page = va.page_down();
         // One walk finds the entry; a fault that maps a page writes it there.
@@ -311,7 +319,7 @@ impl Kernel {
     /// reusing a compatible neighbour's as `find_mergeable_anon_vma` does. `vma` is the
     /// faulting VMA as the fault found it: when it has an anon_vma already, nothing is
     /// looked up.
-    fn anon_vma_prepare(&mut self, pid: Pid, va: VirtAddr, vma: &Vma) {
+    pub(crate) fn anon_vma_prepare(&mut self, pid: Pid, va: VirtAddr, vma: &Vma) {
         if vma.anon_vma != 0 {
             return;
         }

@@ -74,7 +74,10 @@ impl Kernel {
             if wipe || v.anon_vma == 0 {
                 continue;
             }
-            // copy_page_range.
+            // copy_page_range. (Linux shares a huge page with the child write-protected,
+            // `copy_huge_pmd`; here the parent's huge pages are split and their pages
+            // shared one by one.)
+            self.split_huge_pmds(parent, v.start, v.end, false);
             let cow = v.flags & (vm::SHARED | vm::MAYWRITE) == vm::MAYWRITE;
             let mut entries: Vec<(crate::addr::VirtAddr, Pte)> = Vec::new();
             pgtable::for_each_pte(

@@ -9,6 +9,7 @@
 
 pub mod fault;
 pub mod fork;
+pub mod huge_memory;
 pub mod madvise;
 pub mod mincore;
 pub mod mmap;
@@ -48,6 +49,10 @@ pub struct Mm {
     pub start_brk: VirtAddr,
     /// Current end of the brk heap.
     pub brk: VirtAddr,
+    /// The huge pages mapped by PMD entries, by first address, each with the page-table
+    /// frame kept for splitting it (Linux deposits one with every huge PMD, so that a
+    /// split never needs memory).
+    pub thp: BTreeMap<u64, Pfn>,
 }
 
 impl Mm {

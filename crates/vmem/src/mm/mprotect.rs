@@ -133,6 +133,9 @@ impl Kernel {
     /// Rewrites the installed PTEs of `v`'s range to match its protection
     /// (Linux `change_protection`).
     fn change_protection(&mut self, pid: Pid, v: &Vma) {
+        // Entries change page by page (Linux keeps a wholly covered huge page huge:
+        // `change_huge_pmd`; here it is split).
+        self.split_huge_pmds(pid, v.start, v.end, false);
         let geom = self.cfg.geometry;
         let Ok(p) = self.proc_ref(pid) else { return };
         let (root, asid) = (p.mm.root, p.mm.asid);

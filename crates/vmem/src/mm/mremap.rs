@@ -270,6 +270,9 @@ impl Kernel {
             pgoff,
             ..*v
         };
+        // The pages move one by one (Linux moves an aligned huge PMD whole:
+        // `move_huge_pmd`; here huge pages are split first).
+        self.split_huge_pmds(pid, old, old.add(len), false);
         let Ok(p) = self.proc_mut(pid) else { return };
         let (root, asid) = (p.mm.root, p.mm.asid);
         let mut moved: Vec<(VirtAddr, Pte)> = Vec::new();

@@ -2,36 +2,60 @@
 //!
 //! Owns the functions that build and tear down the tree that `hw/walk.rs` reads: find the
 //! leaf entry slot of an address (allocating intermediate tables on demand, Linux's
-//! `__pte_alloc` and friends), visit every used leaf entry in a range (skipping empty
-//! subtrees, so `munmap` of a terabyte costs what is mapped, not what is spanned), and free
-//! a whole tree at exit. Intermediate entries are Present|Writable|User: the leaf decides.
+//! `__pte_alloc` and friends) or its PMD slot (where a huge page is mapped), visit every
+//! used leaf entry in a range (skipping empty subtrees, so `munmap` of a terabyte costs
+//! what is mapped, not what is spanned), and free a whole tree at exit. Intermediate
+//! entries are Present|Writable|User: the leaf decides.
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
 use crate::hw::phys::{FrameFlags, PhysMem};
 use crate::hw::pte::Pte;
 
-const TABLE_FLAGS: u64 = Pte::PRESENT | Pte::WRITABLE | Pte::USER;
+pub(crate) const TABLE_FLAGS: u64 = Pte::PRESENT | Pte::WRITABLE | Pte::USER;
 
-/// The physical address of the leaf entry for `va`, if every upper table exists.
+/// The physical address of the leaf entry for `va`, if every upper table exists. `None`
+/// too when a huge page maps `va` (its entry is the PMD: see [`pmd_slot`]); code that
+/// changes single pages of a huge page splits it first (`Kernel::split_huge_pmd`).
 pub fn pte_slot(
     phys: &PhysMem,
     geom: &PagingGeometry,
     root: Pfn,
     va: VirtAddr,
 ) -> Option<PhysAddr> {
-    if va.0 >> geom.va_bits() != 0 {
+    entry_slot(phys, geom, root, va, 0)
+}
+
+/// The physical address of the PMD entry (level 1) for `va`, if the tables above it
+/// exist.
+pub fn pmd_slot(
+    phys: &PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+) -> Option<PhysAddr> {
+    entry_slot(phys, geom, root, va, 1)
+}
+
+fn entry_slot(
+    phys: &PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+    stop: u32,
+) -> Option<PhysAddr> {
+    if va.0 >> geom.va_bits() != 0 || stop >= geom.levels {
         return None;
     }
     let mut table = root;
     let mut level = geom.levels - 1;
     loop {
         let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
-        if level == 0 {
+        if level == stop {
             return Some(entry_pa);
         }
         let e = Pte(phys.read_u64(entry_pa));
-        if !e.present() {
+        if !e.present() || e.huge() {
             return None;
         }
         table = e.pfn();
@@ -39,12 +63,23 @@ pub fn pte_slot(
     }
 }
 
-/// The leaf entry for `va` (or [`Pte::NONE`] when no table covers it).
+/// The leaf entry for `va` (or [`Pte::NONE`] when no table covers it). Inside a huge page,
+/// the entry a 4 KiB page of it would have: the PMD's flags, the page's own frame.
 pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Pte {
-    match pte_slot(phys, geom, root, va) {
-        Some(pa) => Pte(phys.read_u64(pa)),
-        None => Pte::NONE,
+    if let Some(pa) = pte_slot(phys, geom, root, va) {
+        return Pte(phys.read_u64(pa));
     }
+    match pmd_slot(phys, geom, root, va).map(|pa| Pte(phys.read_u64(pa))) {
+        Some(pmd) if pmd.huge() => huge_subpage(geom, pmd, va),
+        _ => Pte::NONE,
+    }
+}
+
+/// The 4 KiB entry for `va` inside the huge page `pmd` maps.
+pub fn huge_subpage(geom: &PagingGeometry, pmd: Pte, va: VirtAddr) -> Pte {
+    let pages = geom.span(1) >> geom.page_shift;
+    let pfn = Pfn(pmd.pfn().0 + ((va.0 >> geom.page_shift) & (pages - 1)));
+    Pte::new(pfn, pmd.0 & !Pte::ADDR_MASK & !Pte::HUGE)
 }
 
 /// No frame was free for a page table.
@@ -52,22 +87,47 @@ pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) 
 pub struct OutOfFrames;
 
 /// The leaf entry slot for `va`, allocating missing tables. `Err(OutOfFrames)` when RAM has no
-/// frame for a table; `Ok((slot, tables_allocated))` otherwise.
+/// frame for a table; `Ok((slot, tables_allocated))` otherwise. A huge page must not map
+/// `va` (split it first).
 pub fn pte_slot_alloc(
     phys: &mut PhysMem,
     geom: &PagingGeometry,
     root: Pfn,
     va: VirtAddr,
 ) -> Result<(PhysAddr, u64), OutOfFrames> {
+    entry_slot_alloc(phys, geom, root, va, 0)
+}
+
+/// The PMD entry slot for `va` (level 1), allocating missing tables above it.
+pub fn pmd_slot_alloc(
+    phys: &mut PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+) -> Result<(PhysAddr, u64), OutOfFrames> {
+    entry_slot_alloc(phys, geom, root, va, 1)
+}
+
+fn entry_slot_alloc(
+    phys: &mut PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+    stop: u32,
+) -> Result<(PhysAddr, u64), OutOfFrames> {
     let mut table = root;
     let mut level = geom.levels - 1;
     let mut allocated = 0;
     loop {
         let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
-        if level == 0 {
+        if level == stop {
             return Ok((entry_pa, allocated));
         }
         let e = Pte(phys.read_u64(entry_pa));
+        debug_assert!(
+            !e.huge(),
+            "a table walk into a huge page at {va}: split it first"
+        );
         table = if e.present() {
             e.pfn()
         } else {
@@ -84,7 +144,9 @@ pub fn pte_slot_alloc(
 }
 
 /// Calls `f(va, slot, pte)` for every leaf entry in `[start, end)` that is not zero,
-/// in address order. `f` may rewrite the entry at `slot`.
+/// in address order. `f` may rewrite the entry at `slot`. A huge page is visited as its
+/// 4 KiB pages (each `pte` as [`huge_subpage`] gives it, `slot` the PMD's): callers that
+/// rewrite entries split huge pages in the range first (`Kernel::split_huge_pmds`).
 pub fn for_each_pte(
     phys: &mut PhysMem,
     geom: &PagingGeometry,
@@ -127,6 +189,18 @@ fn visit(
             if e.0 != 0 {
                 f(phys, VirtAddr(lo), slot, e);
             }
+        } else if e.huge() {
+            let (from, to) = (lo.max(start), (lo + span).min(end));
+            let mut va = from;
+            while va < to {
+                f(
+                    phys,
+                    VirtAddr(va),
+                    slot,
+                    huge_subpage(geom, e, VirtAddr(va)),
+                );
+                va += 1 << geom.page_shift;
+            }
         } else if e.present() {
             visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
         }
@@ -141,7 +215,7 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
         if level > 0 {
             for i in 0..geom.entries() {
                 let e = Pte(phys.read_u64(t.addr().add(i * 8)));
-                if e.present() {
+                if e.present() && !e.huge() {
                     n += rec(phys, geom, e.pfn(), level - 1);
                 }
             }

@@ -185,6 +185,8 @@ impl Kernel {
         if !self.evictable(pfn) {
             return false;
         }
+        // A huge page is unmapped page by page: split its PMD mapping first.
+        self.split_huge_page_of(pfn);
         let meta = *self.phys.meta(pfn);
         let maps = self.rmap(pfn);
         let cache = meta.flags.has(FrameFlags::PAGE_CACHE);

@@ -1,0 +1,343 @@
+//! Transparent huge pages: in an area marked MADV_HUGEPAGE, the first write to an aligned
+//! 2 MiB block maps all of it with one PMD entry (PS bit) over 512 contiguous frames, in
+//! one fault; a first read maps the shared huge zero page, which a write replaces. Changing
+//! part of a huge page (munmap, mprotect, MADV_DONTNEED, fork, reclaim) splits it into
+//! 512 PTEs without changing a byte; the frame accounting stays exact throughout.
+
+use vmem::config::{MachineConfig, ThpMode};
+use vmem::consts::*;
+use vmem::{Kernel, Pid, Signal, VirtAddr};
+
+const PAGE: u64 = 4096;
+const HPAGE: u64 = 2 << 20;
+const RW: i32 = PROT_READ | PROT_WRITE;
+/// A 2 MiB-aligned address.
+const BASE: VirtAddr = VirtAddr(0x4000_0000);
+
+fn machine(thp: ThpMode) -> (Kernel, Pid) {
+    let mut k = Kernel::new(MachineConfig {
+        ram_bytes: 64 << 20,
+        thp,
+        ..MachineConfig::default()
+    });
+    let p = k.spawn().unwrap();
+    (k, p)
+}
+
+/// Maps `len` bytes of private anonymous memory at BASE, advised MADV_HUGEPAGE.
+fn huge_area(k: &mut Kernel, p: Pid, len: u64) -> VirtAddr {
+    let va = k
+        .mmap(
+            p,
+            BASE,
+            len,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+    k.madvise(p, va, len, MADV_HUGEPAGE).unwrap();
+    va
+}
+
+fn faults(k: &Kernel, p: Pid) -> u64 {
+    k.process_stats(p).unwrap().faults()
+}
+
+#[test]
+fn one_write_fault_maps_a_whole_2mib_block_with_its_pmd() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, 2 * HPAGE);
+    let f0 = faults(&k, p);
+    k.store_u64(p, va.add(8), 0xfeed).unwrap();
+    // Every page of the block is mapped, writable, by that one fault.
+    for i in 0..512 {
+        k.store_u8(p, va.add(i * PAGE + 100), i as u8).unwrap();
+    }
+    assert_eq!(faults(&k, p) - f0, 1, "one fault for 512 pages");
+    let s = k.process_stats(p).unwrap();
+    assert_eq!(s.thp_fault_alloc, 1);
+    assert_eq!(k.mm(p).unwrap().rss_anon, 512);
+
+    // The PMD maps the page itself: PS bit, a 2 MiB-aligned frame.
+    let pmd = k.pmd_of(p, va);
+    assert!(pmd.huge() && pmd.writable() && pmd.dirty(), "{pmd}");
+    assert_eq!(
+        pmd.pfn().0 % 512,
+        0,
+        "a huge page starts on a 2 MiB boundary"
+    );
+    // The walker adds the offset inside the huge page: page i is frame head + i.
+    for i in [0u64, 1, 255, 511] {
+        assert_eq!(k.frame_of(p, va.add(i * PAGE)).unwrap().0, pmd.pfn().0 + i);
+        assert_eq!(k.load_u8(p, va.add(i * PAGE + 100)).unwrap(), i as u8);
+    }
+    assert_eq!(k.load_u64(p, va.add(8)).unwrap(), 0xfeed);
+    // The second block is untouched.
+    assert!(!k.pmd_of(p, va.add(HPAGE)).present());
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn without_the_advice_or_with_thp_off_pages_stay_4kib() {
+    for (mode, advise) in [
+        (ThpMode::Madvise, false),
+        (ThpMode::Never, true),
+        (ThpMode::Always, false),
+    ] {
+        let (mut k, p) = machine(mode);
+        let va = k
+            .mmap(
+                p,
+                BASE,
+                HPAGE,
+                RW,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                -1,
+                0,
+            )
+            .unwrap();
+        if advise {
+            k.madvise(p, va, HPAGE, MADV_HUGEPAGE).unwrap();
+        }
+        let f0 = faults(&k, p);
+        for i in 0..512 {
+            k.store_u8(p, va.add(i * PAGE), 1).unwrap();
+        }
+        let huge = mode == ThpMode::Always;
+        assert_eq!(
+            faults(&k, p) - f0,
+            if huge { 1 } else { 512 },
+            "{mode:?} advised {advise}"
+        );
+        assert_eq!(k.pmd_of(p, va).huge(), huge, "{mode:?}");
+        k.check_invariants().unwrap();
+    }
+    // MADV_NOHUGEPAGE wins over THP "always"; a block not wholly inside the area too.
+    let (mut k, p) = machine(ThpMode::Always);
+    let va = k
+        .mmap(
+            p,
+            BASE,
+            3 * HPAGE,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+    k.madvise(p, va, HPAGE, MADV_NOHUGEPAGE).unwrap();
+    k.store_u8(p, va, 1).unwrap();
+    assert!(!k.pmd_of(p, va).huge(), "MADV_NOHUGEPAGE");
+    k.munmap(p, va.add(2 * HPAGE + PAGE), PAGE).unwrap();
+    k.store_u8(p, va.add(2 * HPAGE), 1).unwrap();
+    assert!(
+        !k.pmd_of(p, va.add(2 * HPAGE)).huge(),
+        "block not wholly in one area"
+    );
+    k.store_u8(p, va.add(HPAGE), 1).unwrap();
+    assert!(k.pmd_of(p, va.add(HPAGE)).huge());
+}
+
+#[test]
+fn a_read_maps_the_huge_zero_page_and_a_write_replaces_it() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, 2 * HPAGE);
+    assert_eq!(k.load_u64(p, va.add(12345 * 8)).unwrap(), 0);
+    let zero = k.pmd_of(p, va);
+    assert!(zero.huge() && !zero.writable(), "{zero}");
+    let frames = k.frames_in_use();
+    // A second area reads the same huge zero page: no new frame.
+    assert_eq!(k.load_u8(p, va.add(HPAGE + 7)).unwrap(), 0);
+    assert_eq!(k.pmd_of(p, va.add(HPAGE)).pfn(), zero.pfn());
+    assert_eq!(k.frames_in_use(), frames + 1, "only the reserve page table");
+    assert_eq!(k.mm(p).unwrap().rss_anon, 0);
+
+    k.store_u8(p, va.add(5), 9).unwrap();
+    let own = k.pmd_of(p, va);
+    assert!(own.huge() && own.writable());
+    assert_ne!(own.pfn(), zero.pfn());
+    assert_eq!(k.load_u8(p, va.add(5)).unwrap(), 9);
+    assert_eq!(k.load_u8(p, va.add(HPAGE - 1)).unwrap(), 0);
+    assert_eq!(
+        k.pmd_of(p, va.add(HPAGE)).pfn(),
+        zero.pfn(),
+        "the other block still shares it"
+    );
+    assert_eq!(k.process_stats(p).unwrap().wp_faults, 1);
+    k.check_invariants().unwrap();
+}
+
+/// Fills a huge page with a pattern and returns it.
+fn filled(k: &mut Kernel, p: Pid, va: VirtAddr) -> Vec<u8> {
+    let data: Vec<u8> = (0..HPAGE).map(|i| (i * 7 % 251) as u8).collect();
+    k.store(p, va, &data).unwrap();
+    assert!(k.pmd_of(p, va).huge());
+    data
+}
+
+#[test]
+fn unmapping_or_protecting_part_of_a_huge_page_splits_it_and_keeps_the_rest() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    let head = k.pmd_of(p, va).pfn();
+
+    k.munmap(p, va.add(10 * PAGE), PAGE).unwrap();
+    assert!(!k.pmd_of(p, va).huge(), "split into a page table");
+    assert_eq!(k.process_stats(p).unwrap().thp_split_pmd, 1);
+    assert_eq!(k.mm(p).unwrap().rss_anon, 511);
+    assert!(matches!(
+        k.load_u8(p, va.add(10 * PAGE)),
+        Err(Signal::Segv { .. })
+    ));
+    // The other pages keep their bytes and their frames.
+    assert_eq!(k.frame_of(p, va.add(11 * PAGE)).unwrap().0, head.0 + 11);
+    let mut back = k.load_vec(p, va, (10 * PAGE) as usize).unwrap();
+    back.extend(
+        k.load_vec(p, va.add(11 * PAGE), (HPAGE - 11 * PAGE) as usize)
+            .unwrap(),
+    );
+    let mut want = data[..(10 * PAGE) as usize].to_vec();
+    want.extend(&data[(11 * PAGE) as usize..]);
+    assert!(back == want, "bytes changed by the split");
+    k.check_invariants().unwrap();
+
+    k.mprotect(p, va, PAGE, PROT_READ).unwrap();
+    assert!(matches!(k.store_u8(p, va, 1), Err(Signal::Segv { .. })));
+    k.store_u8(p, va.add(PAGE), 1).unwrap();
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn mprotect_and_dontneed_of_a_whole_huge_page() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, 2 * HPAGE);
+    let data = filled(&mut k, p, va);
+    k.mprotect(p, va, 2 * HPAGE, PROT_READ).unwrap();
+    assert!(matches!(
+        k.store_u8(p, va.add(77), 1),
+        Err(Signal::Segv { .. })
+    ));
+    assert!(k.load_vec(p, va, HPAGE as usize).unwrap() == data);
+    k.mprotect(p, va, 2 * HPAGE, RW).unwrap();
+    k.store_u8(p, va.add(77), 1).unwrap();
+
+    // MADV_DONTNEED of a whole huge page frees its 512 frames at once (no split).
+    let _ = filled(&mut k, p, va.add(HPAGE));
+    let before = k.frames_in_use();
+    k.madvise(p, va.add(HPAGE), HPAGE, MADV_DONTNEED).unwrap();
+    assert_eq!(
+        k.frames_in_use(),
+        before - 513,
+        "512 frames and the reserve table"
+    );
+    assert_eq!(
+        k.process_stats(p).unwrap().thp_split_pmd,
+        1,
+        "only mprotect split"
+    );
+    assert_eq!(k.load_u8(p, va.add(HPAGE + 3)).unwrap(), 0);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn fork_shares_a_huge_page_copy_on_write() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    let c = k.fork(p).unwrap();
+    assert!(k.load_vec(c, va, HPAGE as usize).unwrap() == data);
+    k.store_u8(p, va.add(3 * PAGE), 0xaa).unwrap();
+    k.store_u8(c, va.add(5 * PAGE), 0xbb).unwrap();
+    assert_eq!(
+        k.load_u8(c, va.add(3 * PAGE)).unwrap(),
+        data[(3 * PAGE) as usize]
+    );
+    assert_eq!(
+        k.load_u8(p, va.add(5 * PAGE)).unwrap(),
+        data[(5 * PAGE) as usize]
+    );
+    assert_eq!(k.load_u8(p, va.add(3 * PAGE)).unwrap(), 0xaa);
+    assert_eq!(k.load_u8(c, va.add(5 * PAGE)).unwrap(), 0xbb);
+    k.check_invariants().unwrap();
+    k.exit(c).unwrap();
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn exit_frees_every_frame_of_huge_and_huge_zero_pages() {
+    let (mut k, p0) = machine(ThpMode::Madvise);
+    let base = k.frames_in_use();
+    let p = k.spawn().unwrap();
+    let va = huge_area(&mut k, p, 4 * HPAGE);
+    let _ = filled(&mut k, p, va);
+    assert_eq!(k.load_u8(p, va.add(HPAGE)).unwrap(), 0);
+    k.store_u8(p, va.add(2 * HPAGE), 1).unwrap();
+    k.check_invariants().unwrap();
+    k.exit(p).unwrap();
+    k.check_invariants().unwrap();
+    // What is left: the huge zero page, kept for the next reader, as Linux keeps it.
+    assert_eq!(k.frames_in_use(), base + 512);
+    let _ = p0;
+}
+
+#[test]
+fn memory_pressure_splits_huge_pages_and_swaps_their_pages() {
+    let mut k = Kernel::new(MachineConfig {
+        ram_bytes: 16 << 20,
+        swap_bytes: 32 << 20,
+        thp: ThpMode::Madvise,
+        ..MachineConfig::default()
+    });
+    let p = k.spawn().unwrap();
+    let len = 9 * HPAGE; // 18 MiB, with 16 MiB of RAM
+    let va = huge_area(&mut k, p, len);
+    for b in 0..3 {
+        let data: Vec<u8> = (0..HPAGE).map(|i| (i as u8) ^ (b as u8)).collect();
+        k.store(p, va.add(b * HPAGE), &data).unwrap();
+    }
+    let huge = (0..3)
+        .filter(|b| k.pmd_of(p, va.add(b * HPAGE)).huge())
+        .count();
+    assert!(huge >= 1, "some blocks got huge pages");
+    // Fill the rest with 4 KiB pages until reclaim must swap.
+    k.madvise(p, va.add(3 * HPAGE), 6 * HPAGE, MADV_NOHUGEPAGE)
+        .unwrap();
+    for i in 0..(6 * HPAGE / PAGE) {
+        k.store_u8(p, va.add(3 * HPAGE + i * PAGE), 0x5c).unwrap();
+    }
+    let s = k.stats();
+    assert!(s.swap_outs > 0, "reclaim swapped: {s}");
+    for b in 0..3 {
+        let want: Vec<u8> = (0..HPAGE).map(|i| (i as u8) ^ (b as u8)).collect();
+        assert!(
+            k.load_vec(p, va.add(b * HPAGE), HPAGE as usize).unwrap() == want,
+            "block {b}"
+        );
+    }
+    assert!(
+        s.thp_split_pmd > 0,
+        "a huge page was split to be swapped: {s}"
+    );
+    for i in 0..(6 * HPAGE / PAGE) {
+        assert_eq!(k.load_u8(p, va.add(3 * HPAGE + i * PAGE)).unwrap(), 0x5c);
+    }
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn mremap_moves_a_huge_page_area_with_its_bytes() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    let dst = VirtAddr(0x8000_0000);
+    let got = k
+        .mremap(p, va, HPAGE, 2 * HPAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
+        .unwrap();
+    assert_eq!(got, dst);
+    assert!(k.load_vec(p, dst, HPAGE as usize).unwrap() == data);
+    assert!(matches!(k.load_u8(p, va), Err(Signal::Segv { .. })));
+    k.check_invariants().unwrap();
+}
