@@ -92,6 +92,11 @@ pub const SECTIONS: &[(&str, &[Entry])] = &[
             e("stats", "p.stats()", "The process's counters, plus rss_file, rss_anon, page_table_frames, vmas."),
             e("frame_of", "p.frame_of(addr)", "The physical frame mapped at addr, or -1 (a look at the tables, no access)."),
             e("pte", "p.pte(addr)", "The leaf page-table entry for addr, decoded."),
+            e(
+                "pmd",
+                "p.pmd(addr)",
+                "The PMD entry for addr, decoded: a 2 MiB page's own entry, or a table's.",
+            ),
             e("pid", "p.pid / p.alive", "The process id; whether it is still running."),
         ],
     ),

@@ -762,6 +762,7 @@ fn pte_json(p: &Pte) -> Value {
         "accessed": p.accessed(),
         "dirty": p.dirty(),
         "nx": p.nx(),
+        "huge": p.huge(),
     })
 }
 
@@ -852,6 +853,9 @@ pub fn event_json(e: &Event) -> Value {
         }
         Event::PteInstall { pid, va, pte } => {
             json!({"event": "pte_install", "pid": pid.0, "va": va.0, "pte": pte_json(pte)})
+        }
+        Event::PmdInstall { pid, va, pmd } => {
+            json!({"event": "pmd_install", "pid": pid.0, "va": va.0, "pmd": pte_json(pmd)})
         }
         Event::FaultAround { pid, start, pages } => {
             json!({"event": "fault_around", "pid": pid.0, "start": start.0, "pages": pages})

@@ -98,6 +98,10 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "paging_levels",
         "4 (default, 48-bit addresses) or 5 (57-bit)",
     ),
+    (
+        "transparent_hugepage",
+        "2 MiB pages for anonymous memory: \"madvise\" (default: MADV_HUGEPAGE areas), \"always\" or \"never\"",
+    ),
 ];
 
 /// Applies one setting (`raw` as written: `16`, `0x10000`, `clock`), checking its range.
@@ -106,6 +110,20 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
         cfg.policy = vmem::reclaim::policy::PolicyKind::parse(raw.trim()).ok_or_else(|| {
             format!("policy = {raw:?}: expected two-list, clock, fifo, lru or random")
         })?;
+        return Ok(());
+    }
+    if key == "transparent_hugepage" {
+        use vmem::config::ThpMode;
+        cfg.thp = match raw.trim() {
+            "madvise" => ThpMode::Madvise,
+            "always" => ThpMode::Always,
+            "never" => ThpMode::Never,
+            _ => {
+                return Err(format!(
+                    "transparent_hugepage = {raw:?}: expected madvise, always or never"
+                ))
+            }
+        };
         return Ok(());
     }
     if key == "translation" {
@@ -1534,6 +1552,10 @@ fn register_process(engine: &mut Engine) {
     engine.register_fn("pte", |p: &mut Proc, addr: INT| -> String {
         let pid = p.pid;
         p.st.with_kernel(|k| k.pte_of(pid, VirtAddr(addr as u64)).to_string())
+    });
+    engine.register_fn("pmd", |p: &mut Proc, addr: INT| -> String {
+        let pid = p.pid;
+        p.st.with_kernel(|k| k.pmd_of(pid, VirtAddr(addr as u64)).to_string())
     });
 }
 
