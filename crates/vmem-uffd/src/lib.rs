@@ -519,6 +519,31 @@ impl MapOptions {
             Delivery::Signal => (2 * ncpu).max(4),
             Delivery::Threads => self.fillers + 2,
         };
+        // A store that is a real file is read through windows onto the file: each fill is
+        // one UFFDIO_COPY straight from the page cache (no pread into a buffer first).
+        // Scattered faults copy from a MADV_RANDOM window (the kernel reads just the
+        // page); sequential streams copy from a window with the kernel's read-around,
+        // which the read-ahead thread populates ahead of them.
+        let window = |advice| -> Result<Option<Region>, Error> {
+            match self.store.backing_file() {
+                Some(file) if served > 0 => {
+                    let w = Region::file_window(file, served)
+                        .map_err(io("mapping the store's file"))?;
+                    // SAFETY: the window is ours and read-only; advice changes no contents.
+                    unsafe { w.madvise(0, served, advice) }.map_err(io("madvise"))?;
+                    // SAFETY: as above.
+                    unsafe { w.madvise(0, served, libc::MADV_DONTFORK) }.map_err(io("madvise"))?;
+                    Ok(Some(w))
+                }
+                _ => Ok(None),
+            }
+        };
+        let source = window(libc::MADV_RANDOM)?;
+        let source_seq = if source.is_some() && read_ahead > 0 {
+            window(libc::MADV_NORMAL)?
+        } else {
+            None
+        };
         let pager = Pager::new(pager::Config {
             store: Arc::clone(&self.store),
             region,
@@ -534,6 +559,8 @@ impl MapOptions {
             uffd,
             poison,
             delivery,
+            source,
+            source_seq,
         })
         .map_err(io("allocating the pager"))?;
         let pager = Arc::new(pager);
@@ -541,9 +568,16 @@ impl MapOptions {
             pager,
             registration: None,
             fillers: None,
+            readahead: None,
             delivery,
             closed: false,
         };
+        if mapping.pager.wants_read_ahead_thread() {
+            mapping.readahead = Some(
+                threads::ReadAheadThread::start(&mapping.pager)
+                    .map_err(io("starting the read-ahead thread"))?,
+            );
+        }
         match delivery {
             Delivery::Signal => {
                 mapping.registration = Some(
@@ -611,6 +645,7 @@ pub struct Mapping {
     pager: Arc<Pager>,
     registration: Option<signal::Registration>,
     fillers: Option<threads::Fillers>,
+    readahead: Option<threads::ReadAheadThread>,
     delivery: Delivery,
     closed: bool,
 }
@@ -741,5 +776,6 @@ impl Drop for Mapping {
         // Stop serving (wait out handlers, join fillers) before the memory goes.
         drop(self.registration.take());
         drop(self.fillers.take());
+        drop(self.readahead.take());
     }
 }
