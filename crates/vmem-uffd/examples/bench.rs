@@ -6,14 +6,14 @@
 //! cargo run --release -p vmem-uffd --example bench -- 64      # file size in MiB
 //! ```
 //!
-//! Part 1, the matrix: sequential scans and random 8-byte reads, with the file in the page
+//! Part 1, fault delivery: per-fault cost of signal and thread delivery, and latency
+//! percentiles, over the file in the page cache. Part 2: scattered writes then a durable
+//! flush against `msync(MS_SYNC)`, with the bytes the block device wrote.
+//! Part 3, the matrix: sequential scans and random 8-byte reads, with the file in the page
 //! cache (warm) and after dropping it (`fdatasync` + `posix_fadvise(DONTNEED)`: cold), with
 //! the pager's 4 KiB and 64 KiB pages, from 1 and 2 threads. Every cell is the best of a
 //! few runs, each on a fresh mapping. The kernel's cold random reads use `MADV_RANDOM`
 //! (without it, each fault reads `read_ahead_kb` around the page).
-//! Part 2, fault delivery: per-fault cost of signal and thread delivery, and latency
-//! percentiles. Part 3: scattered writes then a durable flush against `msync(MS_SYNC)`,
-//! with the bytes the block device wrote.
 
 use std::hint::black_box;
 use std::io::Write;
@@ -406,8 +406,6 @@ fn main() {
         "vmem-uffd bench: {mib} MiB file, signal delivery, default read-ahead ({} pages)\n",
         vmem_uffd::DEFAULT_READ_AHEAD
     );
-    matrix(&file, len);
-    warm_cache(&file, len);
     let uffd = |d: Delivery, ra: usize| {
         MapOptions::new(file.try_clone().unwrap())
             .delivery(d)
@@ -592,6 +590,8 @@ fn main() {
         uffd_w.1 as f64 / 1e6
     );
     println!(
-        "  (storage bytes: sectors the block device wrote during the flush, journal included:\n   msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied)"
+        "  (storage bytes: sectors the block device wrote during the flush, journal included:\n   msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied;\n   the file was written just before, so its page cache holds the large folios write() made)\n"
     );
+
+    matrix(&file, len);
 }
