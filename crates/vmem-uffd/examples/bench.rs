@@ -26,7 +26,7 @@ use vmem_uffd::{Delivery, MapOptions};
 const PAGE: usize = 4096;
 const RUNS: usize = 3;
 /// Runs per cell of a cold case (each reads the file from storage).
-const COLD_RUNS: usize = 2;
+const COLD_RUNS: usize = 3;
 
 /// The kernel's mapping of a file, unmapped on drop.
 struct KernelMap {
@@ -287,24 +287,33 @@ fn on_pread(
     })
 }
 
-/// One cell of the matrix: the best time of `f` over fresh setups, the page cache made
-/// cold or warm before each.
-fn cell(file: &std::fs::File, len: usize, cold: bool, mut f: impl FnMut() -> Duration) -> Duration {
+/// One row of the matrix: the three sides run in turn, round after round (so that a
+/// drift in the disk's speed hits them alike), the page cache made cold or warm before
+/// each run; the best time of each side.
+fn row3(
+    file: &std::fs::File,
+    len: usize,
+    cold: bool,
+    sides: &mut [&mut dyn FnMut() -> Duration; 3],
+) -> [Duration; 3] {
     let runs = if cold { COLD_RUNS } else { RUNS };
-    best_of(runs, || {
-        if cold {
-            drop_cache(file);
-        } else {
-            warm_cache(file, len);
+    let mut best = [Duration::MAX; 3];
+    for _ in 0..runs {
+        for (b, f) in best.iter_mut().zip(sides.iter_mut()) {
+            if cold {
+                drop_cache(file);
+            } else {
+                warm_cache(file, len);
+            }
+            *b = (*b).min(f());
         }
-        (f(), ())
-    })
-    .0
+    }
+    best
 }
 
 fn matrix(file: &std::fs::File, len: usize) {
     let warm_reads = 2_000_000;
-    let cold_reads = 4_000;
+    let cold_reads = 5_000;
     println!(
         "{:<40} {:>12} {:>12} {:>12} {:>9} {:>9}",
         "case (pager page, threads)", "kernel mmap", "pread", "vmem-uffd", "vs mmap", "vs pread"
@@ -313,26 +322,26 @@ fn matrix(file: &std::fs::File, len: usize) {
         for cold in [false, true] {
             let reads = if cold { cold_reads } else { warm_reads };
             for threads in [1, 2] {
-                let kernel = cell(file, len, cold, || {
-                    let m = KernelMap::new(file, len);
-                    if work == Work::Random && cold {
-                        // SAFETY: advice on our own mapping; contents unchanged.
-                        unsafe { libc::madvise(m.ptr.cast(), len, libc::MADV_RANDOM) };
-                    }
-                    if work == Work::Random && !cold {
-                        black_box(scan(m.slice())); // map every page: measure the reads
-                    }
-                    let t = Instant::now();
-                    black_box(on_slice(m.slice(), work, threads, reads));
-                    t.elapsed()
-                });
                 for page in [4 << 10, 64 << 10] {
-                    let pread = cell(file, len, cold, || {
+                    let mut kernel = || {
+                        let m = KernelMap::new(file, len);
+                        if work == Work::Random && cold {
+                            // SAFETY: advice on our own mapping; contents unchanged.
+                            unsafe { libc::madvise(m.ptr.cast(), len, libc::MADV_RANDOM) };
+                        }
+                        if work == Work::Random && !cold {
+                            black_box(scan(m.slice())); // map every page: measure the reads
+                        }
+                        let t = Instant::now();
+                        black_box(on_slice(m.slice(), work, threads, reads));
+                        t.elapsed()
+                    };
+                    let mut pread = || {
                         let t = Instant::now();
                         black_box(on_pread(file, len, work, threads, reads, page));
                         t.elapsed()
-                    });
-                    let uffd = cell(file, len, cold, || {
+                    };
+                    let mut uffd = || {
                         let m = MapOptions::new(file.try_clone().unwrap())
                             .page_size(page)
                             .map()
@@ -343,7 +352,9 @@ fn matrix(file: &std::fs::File, len: usize) {
                         let t = Instant::now();
                         black_box(on_slice(&m, work, threads, reads));
                         t.elapsed()
-                    });
+                    };
+                    let [kernel, pread, uffd] =
+                        row3(file, len, cold, &mut [&mut kernel, &mut pread, &mut uffd]);
                     let unit = if work == Work::Scan {
                         "GB/s"
                     } else {

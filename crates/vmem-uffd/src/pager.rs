@@ -78,6 +78,8 @@ const F_FENCED: u8 = 8;
 /// Everything [`Pager::new`] needs.
 pub(crate) struct Config {
     pub store: Arc<dyn Store>,
+    /// The store byte the mapping starts at.
+    pub store_offset: u64,
     pub region: Region,
     pub len: usize,
     pub served: usize,
@@ -278,6 +280,7 @@ pub(crate) struct Pager {
     source: Option<Region>,
     source_seq: Option<Region>,
     store: Arc<dyn Store>,
+    store_offset: u64,
     len: usize,
     served: usize,
     data_end: u64,
@@ -348,6 +351,7 @@ impl Pager {
             source: c.source,
             source_seq: c.source_seq,
             store: c.store,
+            store_offset: c.store_offset,
             len: c.len,
             served: c.served,
             data_end: c.data_end,
@@ -534,13 +538,14 @@ impl Pager {
             }
         }
         let mut buf = self.buffers.get();
-        let good = match read_full(&*self.store, buf.slice(bytes), off as u64) {
+        let at = self.store_offset + off as u64;
+        let good = match read_full(&*self.store, buf.slice(bytes), at) {
             Err(_) => 0,
             Ok(got) if got >= bytes || off as u64 + got as u64 >= self.data_end => count,
             Ok(got) => {
                 // Short: the store is shorter than it was at map time, or misbehaving.
                 let full = got / self.page_size;
-                let truly_ends = matches!(self.store.len(), Ok(l) if l <= (off + got) as u64);
+                let truly_ends = matches!(self.store.len(), Ok(l) if l <= at + got as u64);
                 full + usize::from(got % self.page_size != 0 && truly_ends)
             }
         };
@@ -1013,7 +1018,9 @@ impl Pager {
         }
         // Never write past the store's end (the last page may be partly past it).
         let len = (self.data_end.saturating_sub(off as u64) as usize).min(bytes);
-        let r = self.store.write_at(&dst[..len], off as u64);
+        let r = self
+            .store
+            .write_at(&dst[..len], self.store_offset + off as u64);
         drop(buf);
         match r {
             Ok(()) => {

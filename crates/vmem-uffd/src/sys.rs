@@ -452,9 +452,12 @@ impl Region {
         Ok(Region { ptr: p.cast(), len })
     }
 
-    /// Maps the first `len` bytes of `file` read-only and shared: a window onto the
-    /// kernel's page cache of the file (pages wholly past its end raise SIGBUS on touch).
-    pub fn file_window(file: &std::fs::File, len: usize) -> io::Result<Region> {
+    /// Maps `len` bytes of `file` from `offset` (a multiple of the system page) read-only
+    /// and shared: a window onto the kernel's page cache of the file (pages wholly past
+    /// its end raise SIGBUS on touch).
+    pub fn file_window(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Region> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
         // SAFETY: a new read-only mapping at an address the kernel chooses; no existing
         // memory is affected, and nobody can write through it.
         let p = unsafe {
@@ -464,7 +467,7 @@ impl Region {
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
