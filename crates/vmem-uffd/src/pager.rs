@@ -1127,6 +1127,19 @@ impl Pager {
                 lock(queue).push_back(page as u32);
             }
         }
+        self.unmap_windows();
+    }
+
+    /// Unmaps everything the file windows have mapped (the page-cache pages fills copied
+    /// from, and their fault-around neighbours): done after each round of eviction, so
+    /// that the file memory this process maps stays near its budget. The pages stay in
+    /// the page cache; the next copy maps what it needs again.
+    fn unmap_windows(&self) {
+        for w in [&self.source, &self.source_seq].into_iter().flatten() {
+            // SAFETY: a read-only window of the store's file; unmapping changes no contents
+            // (a copy reading it meanwhile faults the page in again).
+            let _ = unsafe { w.madvise(0, w.len(), libc::MADV_DONTNEED) };
+        }
     }
 
     /// Writes back every dirty page and discards every resident page; bad pages are
@@ -1134,6 +1147,7 @@ impl Pager {
     pub(crate) fn evict_all(&self) -> io::Result<()> {
         let _g = lock(&self.wb_lock);
         let result = self.writeback(0..self.n_pages);
+        self.unmap_windows();
         let mut p = 0;
         while p < self.n_pages {
             let mut n = 0;
