@@ -557,26 +557,22 @@ impl MapOptions {
         // Scattered faults copy from a MADV_RANDOM window (the kernel reads just the
         // page); sequential streams copy from a window with the kernel's read-around,
         // which the read-ahead thread populates ahead of them.
-        let window = |advice| -> Result<Option<Region>, Error> {
-            match self.store.backing_file() {
-                Some(file) if served > 0 => {
-                    let w = Region::file_window(file, self.offset, served)
-                        .map_err(io("mapping the store's file"))?;
-                    // SAFETY: the window is ours and read-only; advice changes no contents.
-                    unsafe { w.madvise(0, served, advice) }.map_err(io("madvise"))?;
-                    // SAFETY: as above.
-                    unsafe { w.madvise(0, served, libc::MADV_DONTFORK) }.map_err(io("madvise"))?;
-                    Ok(Some(w))
-                }
-                _ => Ok(None),
-            }
+        // A file that cannot be mapped (opened write-only, a file system without mmap) is
+        // read through the store instead, as any other store is.
+        let window = |advice| -> Option<Region> {
+            let file = self.store.backing_file().filter(|_| served > 0)?;
+            let w = Region::file_window(file, self.offset, served).ok()?;
+            // SAFETY: the window is ours and read-only; advice changes no contents.
+            unsafe { w.madvise(0, served, advice) }.ok()?;
+            // SAFETY: as above.
+            unsafe { w.madvise(0, served, libc::MADV_DONTFORK) }.ok()?;
+            Some(w)
         };
-        let source = window(libc::MADV_RANDOM)?;
-        let source_seq = if source.is_some() && read_ahead > 0 {
-            window(libc::MADV_NORMAL)?
-        } else {
-            None
-        };
+        let source = window(libc::MADV_RANDOM);
+        let source_seq = source
+            .as_ref()
+            .filter(|_| read_ahead > 0)
+            .and_then(|_| window(libc::MADV_NORMAL));
         let pager = Pager::new(pager::Config {
             store: Arc::clone(&self.store),
             store_offset: self.offset,
