@@ -54,8 +54,8 @@
 //! ahead of them (then unmaps it again): the kernel reads the file for us exactly as it
 //! does for its own mappings — large folios, `read_ahead_kb` requests, asynchronous — while
 //! the program's threads only copy. Measured by `examples/bench.rs`: a cold sequential scan
-//! runs at the disk's speed like the kernel's mapping (0.95-1.05x its time, one thread);
-//! cached data costs about 3.5 µs per 4 KiB fault.
+//! runs at the disk's speed like the kernel's mapping (0.98-1.03x its time); cached data
+//! costs 3.4-4.4 µs per 4 KiB fault.
 //!
 //! Clean pages are installed write-protected; the first write to one lifts the protection
 //! and marks it dirty. Write-back (flush, eviction, drop) protects the page again *before*
