@@ -157,3 +157,66 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
     }
     rec(phys, geom, root, geom.levels - 1)
 }
+
+/// One table entry on the way to an address, as the hardware stores it in RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The table's level name (PGD, PUD, PMD, PTE).
+    pub level: &'static str,
+    /// The index of the entry in its table.
+    pub index: u64,
+    /// The physical address of the entry.
+    pub pa: PhysAddr,
+    /// The entry's bits, in the machine's format.
+    pub raw: crate::hw::pte_format::RawPte,
+}
+
+impl crate::kernel::Kernel {
+    /// The table entries a walk of `va` in `pid` reads, root first, as stored in RAM (a
+    /// look at the tables, like reading `/proc/pid/pagemap`: no access, no Accessed bit
+    /// set). It stops at the first entry that is not present.
+    pub fn table_entries(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::errno::SysResult<Vec<TableEntry>> {
+        let geom = self.cfg.geometry;
+        let mut table = self.proc_ref(pid)?.mm.root;
+        let mut out = Vec::new();
+        if va.0 >> geom.va_bits() != 0 {
+            return Ok(out);
+        }
+        for level in (0..geom.levels).rev() {
+            let index = geom.index(va.0, level);
+            let pa = geom.entry_addr(table, index);
+            let raw = crate::hw::pte_format::RawPte {
+                format: geom.format,
+                bits: geom.format.read_raw(&self.phys, pa),
+                leaf: level == 0,
+            };
+            out.push(TableEntry {
+                level: geom.level_name(level),
+                index,
+                pa,
+                raw,
+            });
+            let e = raw.decode();
+            if level == 0 || !e.present() {
+                break;
+            }
+            table = e.pfn();
+        }
+        Ok(out)
+    }
+
+    /// Copies `buf.len()` bytes of RAM at `pa` into `buf` (a debugger's view of physical
+    /// memory: no device access). False, and nothing copied, if the range is not all RAM.
+    pub fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> bool {
+        let end = pa.0.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.phys.ram_bytes()) {
+            return false;
+        }
+        self.phys.read(pa, buf);
+        true
+    }
+}
