@@ -1543,7 +1543,7 @@ fn register_process(engine: &mut Engine) {
     });
     engine.register_fn("pte", |p: &mut Proc, addr: INT| -> String {
         let pid = p.pid;
-        p.st.with_kernel(|k| k.pte_of(pid, VirtAddr(addr as u64)).to_string())
+        p.st.with_kernel(|k| k.raw_pte_of(pid, VirtAddr(addr as u64)).to_string())
     });
 }
 

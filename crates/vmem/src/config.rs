@@ -201,7 +201,7 @@ impl PagingGeometry {
 /// How the MMU turns the addresses a program uses into physical addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TranslationMode {
-    /// Page tables (x86-64 long mode).
+    /// Page tables (of the machine's paging geometry).
     #[default]
     Paging,
     /// Segments only: physical = base + offset after the limit check.

@@ -209,6 +209,16 @@ impl crate::kernel::Kernel {
         Ok(out)
     }
 
+    /// The leaf entry for `va` in `pid` as the hardware stores it (not present if none):
+    /// [`crate::kernel::Kernel::pte_of`] in the machine's own format, for display.
+    pub fn raw_pte_of(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::hw::pte_format::RawPte {
+        self.cfg.geometry.raw_pte(self.pte_of(pid, va))
+    }
+
     /// Copies `buf.len()` bytes of RAM at `pa` into `buf` (a debugger's view of physical
     /// memory: no device access). False, and nothing copied, if the range is not all RAM.
     pub fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> bool {
