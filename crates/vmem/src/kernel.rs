@@ -399,6 +399,23 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, Signal> {
+        // The entry format is chosen once, outside the retry loop (see `mmu::translate_as`).
+        if self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64 {
+            self.translate_paged_as::<true>(pid, va, access)
+        } else {
+            self.translate_paged_as::<false>(pid, va, access)
+        }
+    }
+
+    /// The retry loop of [`Kernel::translate_paged`], one copy per kind of walk (`NATIVE`:
+    /// x86-64 entries, walked inline with no decoding).
+    #[inline(never)]
+    fn translate_paged_as<const NATIVE: bool>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, Signal> {
         let mut tries = 0;
         loop {
             // An access by a process that does not exist (any more) has no mapping at all.
@@ -412,7 +429,7 @@ impl Kernel {
                 asid: p.mm.asid,
                 root: p.mm.root,
             };
-            let r = mmu::translate(
+            let r = mmu::translate_as::<NATIVE>(
                 &mut self.phys,
                 &mut self.tlb,
                 &self.cfg.geometry,

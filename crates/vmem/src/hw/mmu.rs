@@ -6,7 +6,8 @@
 //! the access is retried.
 //!
 //! The TLB-hit path is a few compares and an add: no allocation, hashing, locking or
-//! dynamic dispatch (the event check is one predictable branch).
+//! dynamic dispatch (the event check is one predictable branch; the entry-format check of
+//! a non-x86-64 machine is another).
 
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
@@ -91,33 +92,19 @@ pub fn translate(
     events: &mut Events,
     counters: &mut Counters,
 ) -> Result<PhysAddr, HwFault> {
-    if geom.format != PteFormat::X86_64 {
-        return translate_decoded(phys, tlb, geom, ctx, va, access, events, counters);
+    if geom.format == PteFormat::X86_64 {
+        translate_as::<true>(phys, tlb, geom, ctx, va, access, events, counters)
+    } else {
+        translate_as::<false>(phys, tlb, geom, ctx, va, access, events, counters)
     }
-    translate_as::<true>(phys, tlb, geom, ctx, va, access, events, counters)
-}
-
-/// [`translate`] for the formats that decode their entries (i386, Sv39), out of line.
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn translate_decoded(
-    phys: &mut PhysMem,
-    tlb: &mut Tlb,
-    geom: &PagingGeometry,
-    ctx: Context,
-    va: VirtAddr,
-    access: Access,
-    events: &mut Events,
-    counters: &mut Counters,
-) -> Result<PhysAddr, HwFault> {
-    translate_as::<false>(phys, tlb, geom, ctx, va, access, events, counters)
 }
 
 /// [`translate`] for a geometry known to use x86-64 entries (`NATIVE`: the walk is inline,
 /// with no decoding) or any geometry (`!NATIVE`: the walk is a call that dispatches on the
-/// format). A caller that translates in a loop picks `NATIVE` once, outside the loop: a
-/// format test and an out-of-line call inside the loop would cost the x86-64 machine
-/// registers on every walk.
+/// format). A caller that translates in a retry loop (the kernel) picks `NATIVE` once,
+/// outside the loop, so that the x86-64 loop keeps the shape (and the instruction count)
+/// it had before there were other formats: a format test and an out-of-line call inside
+/// the loop cost it registers on every walk.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub fn translate_as<const NATIVE: bool>(
