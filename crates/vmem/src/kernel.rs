@@ -80,17 +80,28 @@ impl Default for Kernel {
 impl Kernel {
     /// Boots a machine.
     ///
-    /// Panics if the configured swap file cannot be created; [`Kernel::try_new`] reports
-    /// that as an error instead.
+    /// Panics if the configured swap file cannot be created or the RAM does not fit the
+    /// physical address map; [`Kernel::try_new`] reports that as an error instead.
     pub fn new(cfg: MachineConfig) -> Kernel {
         match Kernel::try_new(cfg) {
             Ok(k) => k,
-            Err(e) => panic!("vmem: cannot create the swap file: {e}"),
+            Err(e) => panic!("vmem: cannot boot the machine: {e}"),
         }
     }
 
-    /// Boots a machine, creating its swap file if it has swap.
+    /// Boots a machine, creating its swap file if it has swap. A RAM size that reaches the
+    /// geometry's device window (above 3.5 GiB on i386) is an `InvalidInput` error.
     pub fn try_new(cfg: MachineConfig) -> std::io::Result<Kernel> {
+        let mmio_base = cfg.geometry.mmio_base();
+        if cfg.ram_bytes > mmio_base.0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} bytes of RAM do not fit below the device window at {mmio_base}",
+                    cfg.ram_bytes
+                ),
+            ));
+        }
         static SWAP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let swap = if cfg.swap_bytes >= crate::addr::PAGE_SIZE {
             let path = cfg.swap_path.clone().unwrap_or_else(|| {
@@ -105,6 +116,7 @@ impl Kernel {
             None
         };
         let mut phys = PhysMem::with_prefault(cfg.ram_bytes, cfg.prefault_ram);
+        phys.set_mmio_base(mmio_base);
         phys.attach(Box::<crate::hw::device::Console>::default());
         phys.attach(Box::<crate::hw::device::Timer>::default());
         let zero_pfn = phys
@@ -201,11 +213,12 @@ impl Kernel {
         s
     }
 
-    /// One past the highest user address: 128 TiB with 4-level paging, 64 PiB with
-    /// 5-level (Linux `TASK_SIZE`). `mmap` still places mappings below 128 TiB unless a hint
-    /// asks for more, as Linux does.
+    /// One past the highest user address (Linux `TASK_SIZE`), from the paging geometry:
+    /// 128 TiB with 4-level paging, 64 PiB with 5-level, 3 GiB on i386, 256 GiB on Sv39
+    /// (see [`crate::config::PagingGeometry::task_size`]). `mmap` still places mappings
+    /// below 128 TiB unless a hint asks for more, as Linux does.
     pub fn task_size(&self) -> u64 {
-        (1u64 << (self.cfg.geometry.va_bits() - 1)) - crate::addr::PAGE_SIZE
+        self.cfg.geometry.task_size()
     }
 
     /// Live process ids.
@@ -386,6 +399,23 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, Signal> {
+        // The entry format is chosen once, outside the retry loop (see `mmu::translate_as`).
+        if self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64 {
+            self.translate_paged_as::<true>(pid, va, access)
+        } else {
+            self.translate_paged_as::<false>(pid, va, access)
+        }
+    }
+
+    /// The retry loop of [`Kernel::translate_paged`], one copy per kind of walk (`NATIVE`:
+    /// x86-64 entries, walked inline with no decoding).
+    #[inline(never)]
+    fn translate_paged_as<const NATIVE: bool>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, Signal> {
         let mut tries = 0;
         loop {
             // An access by a process that does not exist (any more) has no mapping at all.
@@ -399,7 +429,7 @@ impl Kernel {
                 asid: p.mm.asid,
                 root: p.mm.root,
             };
-            let r = mmu::translate(
+            let r = mmu::translate_as::<NATIVE>(
                 &mut self.phys,
                 &mut self.tlb,
                 &self.cfg.geometry,
@@ -431,6 +461,13 @@ impl Kernel {
                             },
                         ));
                     }
+                    // Without an NX bit the CPU cannot tell a fetch from a load, and Linux
+                    // sees a read fault (non-PAE i386: PROT_READ implies executable).
+                    let access = if access == Access::Exec && !self.cfg.geometry.format.has_nx() {
+                        Access::Read
+                    } else {
+                        access
+                    };
                     self.handle_mm_fault(pid, va, access, hw)?;
                 }
             }
@@ -736,12 +773,17 @@ impl Kernel {
                 pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
             }
         };
-        self.phys.write_u64(slot, pte.0);
+        geom.write_pte(&mut self.phys, slot, pte);
         let p = self.live(pid);
         p.mm.pt_frames += new_tables;
         let asid = p.mm.asid;
         self.tlb.flush_page(asid, va.vpn());
-        self.events.emit(|| Event::PteInstall { pid, va, pte });
+        self.events.emit(|| Event::PteInstall {
+            pid,
+            va,
+            pte,
+            raw: geom.raw_pte(pte),
+        });
         Ok(())
     }
 
@@ -762,7 +804,7 @@ impl Kernel {
             start,
             end,
             &mut |phys, va, slot, pte| {
-                phys.write_u64(slot, 0);
+                geom.write_pte(phys, slot, Pte::NONE);
                 if pte.special() {
                     // A device page: nothing to release, but the TLB must forget it.
                     flush_only.push(va);

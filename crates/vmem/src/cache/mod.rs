@@ -314,7 +314,7 @@ impl Kernel {
                     e,
                     &mut |phys, va, slot, pte| {
                         if pte.writable() || pte.dirty() {
-                            phys.write_u64(slot, pte.without(Pte::WRITABLE | Pte::DIRTY).0);
+                            geom.write_pte(phys, slot, pte.without(Pte::WRITABLE | Pte::DIRTY));
                             flushed.push(va);
                         }
                     },

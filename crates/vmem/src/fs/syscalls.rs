@@ -455,9 +455,9 @@ impl Kernel {
             FileKind::Directory => return Err(Errno::EISDIR),
             FileKind::DevZero => return Ok(data.len()),
             FileKind::Device(i) => {
-                let base = crate::hw::phys::MMIO_BASE + u64::from(i) * crate::hw::phys::MMIO_SLOT;
+                let base = self.phys.device_base(i);
                 for b in data {
-                    self.phys.cpu_write(crate::addr::PhysAddr(base), &[*b]);
+                    self.phys.cpu_write(base, &[*b]);
                 }
                 return Ok(data.len());
             }

@@ -6,15 +6,17 @@
 //! the access is retried.
 //!
 //! The TLB-hit path is a few compares and an add: no allocation, hashing, locking or
-//! dynamic dispatch (the event check is one predictable branch).
+//! dynamic dispatch (the event check is one predictable branch; the entry-format check of
+//! a non-x86-64 machine is another).
 
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
 use crate::events::{Event, Events};
 use crate::hw::phys::PhysMem;
 use crate::hw::pte::Pte;
+use crate::hw::pte_format::PteFormat;
 use crate::hw::tlb::{Asid, Tlb, TlbEntry};
-use crate::hw::walk::walk;
+use crate::hw::walk::{walk_decoded, walk_native};
 use crate::stats::Counters;
 
 /// The kind of memory access.
@@ -90,6 +92,31 @@ pub fn translate(
     events: &mut Events,
     counters: &mut Counters,
 ) -> Result<PhysAddr, HwFault> {
+    if geom.format == PteFormat::X86_64 {
+        translate_as::<true>(phys, tlb, geom, ctx, va, access, events, counters)
+    } else {
+        translate_as::<false>(phys, tlb, geom, ctx, va, access, events, counters)
+    }
+}
+
+/// [`translate`] for a geometry known to use x86-64 entries (`NATIVE`: the walk is inline,
+/// with no decoding) or any geometry (`!NATIVE`: the walk is a call that dispatches on the
+/// format). A caller that translates in a retry loop (the kernel) picks `NATIVE` once,
+/// outside the loop, so that the x86-64 loop keeps the shape (and the instruction count)
+/// it had before there were other formats: a format test and an out-of-line call inside
+/// the loop cost it registers on every walk.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub fn translate_as<const NATIVE: bool>(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    geom: &PagingGeometry,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    events: &mut Events,
+    counters: &mut Counters,
+) -> Result<PhysAddr, HwFault> {
     let vpn = va.vpn();
     if let Some(e) = tlb.lookup(ctx.asid, vpn) {
         let ok = match access {
@@ -116,8 +143,12 @@ pub fn translate(
         events.emit(|| Event::TlbMiss { va });
     }
     counters.page_walks += 1;
-    let leaf =
-        walk(phys, geom, ctx.root, va, events).map_err(|level| HwFault::NotPresent { level })?;
+    let leaf = if NATIVE {
+        walk_native(phys, geom, ctx.root, va, events)
+    } else {
+        walk_decoded(phys, geom, ctx.root, va, events)
+    }
+    .map_err(|level| HwFault::NotPresent { level })?;
     let pte = leaf.pte;
     let allowed = pte.user()
         && match access {
@@ -133,7 +164,7 @@ pub fn translate(
         updated = updated.with(Pte::DIRTY);
     }
     if updated != pte {
-        phys.write_u64(leaf.pte_pa, updated.0);
+        geom.write_pte(phys, leaf.pte_pa, updated);
     }
     let mut flags = 0;
     if updated.writable() {

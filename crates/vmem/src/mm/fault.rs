@@ -217,8 +217,7 @@ impl Kernel {
         vma: &Vma,
         dev: u16,
     ) -> Result<(FaultKind, bool), Signal> {
-        let base = crate::hw::phys::MMIO_BASE + u64::from(dev) * crate::hw::phys::MMIO_SLOT;
-        let pa = base + vma.pgoff_of(va).byte_offset();
+        let pa = self.phys.device_base(dev).0 + vma.pgoff_of(va).byte_offset();
         let flags = pte_flags(vma, vma.writable()) | Pte::SPECIAL;
         self.install(pid, va, Pfn(pa >> PAGE_SHIFT), flags)?;
         Ok((FaultKind::DevicePage, false))
@@ -379,15 +378,20 @@ impl Kernel {
         let mut first = None;
         for (pg, pfn) in cached {
             // A not-present entry is never in the TLB, so writing it needs no flush.
-            let slot = base_slot.add((pg - first_pg) * 8);
-            if self.phys.read_u64(slot) != 0 {
+            let slot = base_slot.add((pg - first_pg) * geom.entry_size());
+            if geom.read_pte(&self.phys, slot) != Pte::NONE {
                 continue;
             }
             let a = start.add((pg - first_pg) << PAGE_SHIFT);
             self.get_page(pfn);
             let pte = Pte::new(pfn, flags);
-            self.phys.write_u64(slot, pte.0);
-            self.events.emit(|| Event::PteInstall { pid, va: a, pte });
+            geom.write_pte(&mut self.phys, slot, pte);
+            self.events.emit(|| Event::PteInstall {
+                pid,
+                va: a,
+                pte,
+                raw: geom.raw_pte(pte),
+            });
             first.get_or_insert(a);
             mapped += 1;
         }

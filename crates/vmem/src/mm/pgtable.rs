@@ -5,6 +5,9 @@
 //! `__pte_alloc` and friends), visit every used leaf entry in a range (skipping empty
 //! subtrees, so `munmap` of a terabyte costs what is mapped, not what is spanned), and free
 //! a whole tree at exit. Intermediate entries are Present|Writable|User: the leaf decides.
+//! Entries are read and written through the geometry (`read_table`/`write_table` for the
+//! upper levels, `read_pte`/`write_pte` for leaves), so the tables in RAM have the
+//! machine's own entry format (x86-64, i386 or Sv39) while this code works on [`Pte`].
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
@@ -26,11 +29,11 @@ pub fn pte_slot(
     let mut table = root;
     let mut level = geom.levels - 1;
     loop {
-        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        let entry_pa = geom.entry_addr(table, geom.index(va.0, level));
         if level == 0 {
             return Some(entry_pa);
         }
-        let e = Pte(phys.read_u64(entry_pa));
+        let e = geom.read_table(phys, entry_pa);
         if !e.present() {
             return None;
         }
@@ -42,7 +45,7 @@ pub fn pte_slot(
 /// The leaf entry for `va` (or [`Pte::NONE`] when no table covers it).
 pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Pte {
     match pte_slot(phys, geom, root, va) {
-        Some(pa) => Pte(phys.read_u64(pa)),
+        Some(pa) => geom.read_pte(phys, pa),
         None => Pte::NONE,
     }
 }
@@ -63,11 +66,11 @@ pub fn pte_slot_alloc(
     let mut level = geom.levels - 1;
     let mut allocated = 0;
     loop {
-        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        let entry_pa = geom.entry_addr(table, geom.index(va.0, level));
         if level == 0 {
             return Ok((entry_pa, allocated));
         }
-        let e = Pte(phys.read_u64(entry_pa));
+        let e = geom.read_table(phys, entry_pa);
         table = if e.present() {
             e.pfn()
         } else {
@@ -75,7 +78,7 @@ pub fn pte_slot_alloc(
                 .alloc_zeroed(FrameFlags::PAGE_TABLE)
                 .ok_or(OutOfFrames)?;
             phys.meta_mut(t).refcount = 1;
-            phys.write_u64(entry_pa, Pte::new(t, TABLE_FLAGS).0);
+            geom.write_table(phys, entry_pa, Pte::new(t, TABLE_FLAGS));
             allocated += 1;
             t
         };
@@ -84,7 +87,7 @@ pub fn pte_slot_alloc(
 }
 
 /// Calls `f(va, slot, pte)` for every leaf entry in `[start, end)` that is not zero,
-/// in address order. `f` may rewrite the entry at `slot`.
+/// in address order. `f` may rewrite the entry at `slot` (with `PagingGeometry::write_pte`).
 pub fn for_each_pte(
     phys: &mut PhysMem,
     geom: &PagingGeometry,
@@ -121,14 +124,17 @@ fn visit(
         if lo >= end {
             break;
         }
-        let slot = table.addr().add(i * 8);
-        let e = Pte(phys.read_u64(slot));
+        let slot = geom.entry_addr(table, i);
         if level == 0 {
+            let e = geom.read_pte(phys, slot);
             if e.0 != 0 {
                 f(phys, VirtAddr(lo), slot, e);
             }
-        } else if e.present() {
-            visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
+        } else {
+            let e = geom.read_table(phys, slot);
+            if e.present() {
+                visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
+            }
         }
     }
 }
@@ -140,7 +146,7 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
         let mut n = 0;
         if level > 0 {
             for i in 0..geom.entries() {
-                let e = Pte(phys.read_u64(t.addr().add(i * 8)));
+                let e = geom.read_table(phys, geom.entry_addr(t, i));
                 if e.present() {
                     n += rec(phys, geom, e.pfn(), level - 1);
                 }
@@ -150,4 +156,77 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
         n + 1
     }
     rec(phys, geom, root, geom.levels - 1)
+}
+
+/// One table entry on the way to an address, as the hardware stores it in RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The table's level name (PGD, PUD, PMD, PTE).
+    pub level: &'static str,
+    /// The index of the entry in its table.
+    pub index: u64,
+    /// The physical address of the entry.
+    pub pa: PhysAddr,
+    /// The entry's bits, in the machine's format.
+    pub raw: crate::hw::pte_format::RawPte,
+}
+
+impl crate::kernel::Kernel {
+    /// The table entries a walk of `va` in `pid` reads, root first, as stored in RAM (a
+    /// look at the tables, like reading `/proc/pid/pagemap`: no access, no Accessed bit
+    /// set). It stops at the first entry that is not present.
+    pub fn table_entries(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::errno::SysResult<Vec<TableEntry>> {
+        let geom = self.cfg.geometry;
+        let mut table = self.proc_ref(pid)?.mm.root;
+        let mut out = Vec::new();
+        if va.0 >> geom.va_bits() != 0 {
+            return Ok(out);
+        }
+        for level in (0..geom.levels).rev() {
+            let index = geom.index(va.0, level);
+            let pa = geom.entry_addr(table, index);
+            let raw = crate::hw::pte_format::RawPte {
+                format: geom.format,
+                bits: geom.format.read_raw(&self.phys, pa),
+                leaf: level == 0,
+            };
+            out.push(TableEntry {
+                level: geom.level_name(level),
+                index,
+                pa,
+                raw,
+            });
+            let e = raw.decode();
+            if level == 0 || !e.present() {
+                break;
+            }
+            table = e.pfn();
+        }
+        Ok(out)
+    }
+
+    /// The leaf entry for `va` in `pid` as the hardware stores it (not present if none):
+    /// [`crate::kernel::Kernel::pte_of`] in the machine's own format, for display.
+    pub fn raw_pte_of(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::hw::pte_format::RawPte {
+        self.cfg.geometry.raw_pte(self.pte_of(pid, va))
+    }
+
+    /// Copies `buf.len()` bytes of RAM at `pa` into `buf` (a debugger's view of physical
+    /// memory: no device access). False, and nothing copied, if the range is not all RAM.
+    pub fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> bool {
+        let end = pa.0.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.phys.ram_bytes()) {
+            return false;
+        }
+        self.phys.read(pa, buf);
+        true
+    }
 }
