@@ -164,9 +164,9 @@ fn walk_and_fill(
     if updated != pte {
         phys.write_u64(leaf.pte_pa, updated.0);
     }
-    let flags = u8::from(updated.writable()) * TlbEntry::WRITABLE
-        | u8::from(updated.dirty()) * TlbEntry::DIRTY
-        | u8::from(updated.nx()) * TlbEntry::NX;
+    let flags = (u8::from(updated.writable()) * TlbEntry::WRITABLE)
+        | (u8::from(updated.dirty()) * TlbEntry::DIRTY)
+        | (u8::from(updated.nx()) * TlbEntry::NX);
     tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
     Ok(pte.pfn().addr().add(va.page_offset()))
 }
