@@ -229,7 +229,10 @@ impl Kernel {
         }
         if let Some(pfn) = self.find_get_page(Some(pid), id, pgoff) {
             // do_async_mmap_readahead: reaching the mark starts the next window.
-            if vma.flags & vm::RAND_READ == 0 && self.page_readahead(id, pgoff.0) {
+            // (The mark is on the page just found: no second lookup.)
+            if vma.flags & vm::RAND_READ == 0
+                && self.phys.meta(pfn).flags.has(FrameFlags::READAHEAD)
+            {
                 // Hold the page while the next window is read: reclaim skips busy pages.
                 self.get_page(pfn);
                 let n = self

@@ -106,7 +106,7 @@ pub fn translate(
             return Err(HwFault::Protection);
         }
         // A write through a clean entry: the MMU re-walks to set the Dirty bit.
-        return walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters);
+        return walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters, false);
     }
     translate_missed(phys, tlb, geom, ctx, va, access, events, counters)
 }
@@ -127,11 +127,11 @@ pub fn translate_missed(
 ) -> Result<PhysAddr, HwFault> {
     counters.tlb_misses += 1;
     events.emit(|| Event::TlbMiss { va });
-    walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters)
+    walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters, true)
 }
 
 /// The page walk for `va`, the permission check of the leaf, the Accessed/Dirty update
-/// and the TLB fill.
+/// and the TLB fill; `missed`: the TLB holds no entry for `va`.
 #[inline]
 #[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
 fn walk_and_fill(
@@ -143,6 +143,7 @@ fn walk_and_fill(
     access: Access,
     events: &mut Events,
     counters: &mut Counters,
+    missed: bool,
 ) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
     let leaf =
@@ -167,6 +168,10 @@ fn walk_and_fill(
     let flags = (u8::from(updated.writable()) * TlbEntry::WRITABLE)
         | (u8::from(updated.dirty()) * TlbEntry::DIRTY)
         | (u8::from(updated.nx()) * TlbEntry::NX);
-    tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
+    if missed {
+        tlb.insert_missing(ctx.asid, va.vpn(), pte.pfn(), flags);
+    } else {
+        tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
+    }
     Ok(pte.pfn().addr().add(va.page_offset()))
 }

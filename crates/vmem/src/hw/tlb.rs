@@ -178,6 +178,19 @@ impl Tlb {
     /// free way or else the set's round-robin victim.
     #[inline]
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        self.insert_as(asid, vpn, pfn, flags, false);
+    }
+
+    /// [`Tlb::insert`] for a page the TLB holds no entry for (just looked up and missed):
+    /// the search for an entry of the same page is skipped.
+    #[inline]
+    pub fn insert_missing(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        debug_assert!(self.lookup(asid, vpn).is_none());
+        self.insert_as(asid, vpn, pfn, flags, true);
+    }
+
+    #[inline(always)]
+    fn insert_as(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8, missing: bool) {
         let key = TlbEntry::key(asid, vpn);
         let e = TlbEntry {
             key,
@@ -185,10 +198,14 @@ impl Tlb {
         };
         let set = (vpn.0 & self.set_mask) as usize;
         if let Some(s) = self.quads.get_mut(set) {
-            let same = u32::from(s[0].key == key)
-                | u32::from(s[1].key == key) << 1
-                | u32::from(s[2].key == key) << 2
-                | u32::from(s[3].key == key) << 3;
+            let same = if missing {
+                0
+            } else {
+                u32::from(s[0].key == key)
+                    | u32::from(s[1].key == key) << 1
+                    | u32::from(s[2].key == key) << 2
+                    | u32::from(s[3].key == key) << 3
+            };
             let free = u32::from(s[0].key == INVALID)
                 | u32::from(s[1].key == INVALID) << 1
                 | u32::from(s[2].key == INVALID) << 2
