@@ -58,6 +58,32 @@ pub struct Kernel {
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
     fast_path: bool,
+    /// The process whose TLB hits the short path counts in `hot` rather than in its own
+    /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
+    /// lookup. Folded into the process's counters when another process accesses memory
+    /// and when it exits; added in whenever counters are read.
+    hot_pid: u32,
+    hot_asid: crate::hw::tlb::Asid,
+    hot: HotCounts,
+}
+
+/// No process (`Kernel::hot_pid`).
+const NO_PID: u32 = u32::MAX;
+
+/// Counts of the TLB-hit short path not yet added to the process's [`Counters`].
+#[derive(Clone, Copy, Debug, Default)]
+struct HotCounts {
+    tlb_hits: u64,
+    mapped_loads: u64,
+    mapped_stores: u64,
+}
+
+impl HotCounts {
+    fn add_to(self, c: &mut Counters) {
+        c.tlb_hits += self.tlb_hits;
+        c.mapped_loads += self.mapped_loads;
+        c.mapped_stores += self.mapped_stores;
+    }
 }
 
 impl std::fmt::Debug for Kernel {
@@ -137,6 +163,9 @@ impl Kernel {
             bus_log: Vec::new(),
             fast_path: false,
             clock: 0,
+            hot_pid: NO_PID,
+            hot_asid: 0,
+            hot: HotCounts::default(),
         };
         k.fast_path = k.fast_path_allowed();
         Ok(k)
@@ -300,7 +329,11 @@ impl Kernel {
 
     /// A process's counters.
     pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
-        Ok(self.proc_ref(pid)?.stats)
+        let mut c = self.proc_ref(pid)?.stats;
+        if pid.0 == self.hot_pid {
+            self.hot.add_to(&mut c);
+        }
+        Ok(c)
     }
 
     /// The machine's counters: every process, live or exited, plus the kernel's own.
@@ -309,7 +342,33 @@ impl Kernel {
         for p in self.procs.iter().flatten() {
             c += p.stats;
         }
+        // The hot process is alive (exit folds its counts first).
+        self.hot.add_to(&mut c);
         c
+    }
+
+    /// Adds the short path's pending counts to the hot process and makes `pid` (a live
+    /// process) the hot one.
+    #[cold]
+    #[inline(never)]
+    fn make_hot(&mut self, pid: Pid) {
+        self.fold_hot();
+        if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
+            self.hot_pid = pid.0;
+            self.hot_asid = p.mm.asid;
+        }
+    }
+
+    /// Adds the short path's pending counts to the hot process; no process is hot after.
+    fn fold_hot(&mut self) {
+        let hot = std::mem::take(&mut self.hot);
+        if let Some(Some(p)) = self.procs.get_mut(self.hot_pid as usize) {
+            hot.add_to(&mut p.stats);
+        }
+        self.hot_pid = NO_PID;
+        // No process has ASID 0: with no hot process, the short path's lookup misses and
+        // the full path answers (even for a pid equal to `NO_PID`).
+        self.hot_asid = 0;
     }
 
     /// Frames in use (allocated, including page tables, the zero page and frame 0).
@@ -523,15 +582,18 @@ impl Kernel {
         if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
             return None;
         }
-        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-            return None;
-        };
-        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
             // Any cached translation allows a load.
             Some(e) => {
                 let b = self.phys.ram_array::<N>(e.pa(va.page_offset()))?;
-                p.stats.tlb_hits += 1;
-                p.stats.mapped_loads += N as u64;
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_loads += N as u64;
                 Some(Ok(b))
             }
             None => Some(self.load_missed::<N>(pid, va)),
@@ -571,16 +633,19 @@ impl Kernel {
         if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
             return None;
         }
-        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-            return None;
-        };
-        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
             Some(e) if mmu::tlb_allows(&e, Access::Write) => {
                 if !self.phys.ram_write_array(e.pa(va.page_offset()), b) {
                     return None;
                 }
-                p.stats.tlb_hits += 1;
-                p.stats.mapped_stores += N as u64;
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_stores += N as u64;
                 Some(Ok(()))
             }
             Some(_) => None,
@@ -1024,6 +1089,9 @@ impl Kernel {
         }
         let geom = self.cfg.geometry;
         self.seg_release_all(pid);
+        if pid.0 == self.hot_pid {
+            self.fold_hot();
+        }
         let p = self.procs[pid.0 as usize].take().expect("checked above");
         pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
         for v in p.mm.vmas.values() {
