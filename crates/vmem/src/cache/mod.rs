@@ -7,6 +7,7 @@
 //! first (`page_mkclean`), truncation, dropping clean pages when RAM runs short, and the
 //! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`].
 
+pub mod index;
 pub mod readahead;
 
 use crate::addr::{Pfn, PgOff, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
@@ -367,8 +368,7 @@ impl Kernel {
                 .inode(id)
                 .pages
                 .range(first..=last)
-                .filter(|(_, p)| self.phys.meta(**p).flags.has(FrameFlags::DIRTY))
-                .map(|(k, p)| (*k, *p))
+                .filter(|(_, p)| self.phys.meta(*p).flags.has(FrameFlags::DIRTY))
                 .collect();
             if !dirty.is_empty() {
                 self.page_mkclean_range(id, dirty[0].0, dirty[dirty.len() - 1].0);
@@ -449,12 +449,7 @@ impl Kernel {
     /// Drops every cached page of `id` from `from` on (they must be unmapped already).
     pub(crate) fn truncate_inode_pages(&mut self, id: InodeId, from: u64) {
         let _ = self.inode_mut(id).stale.split_off(&from);
-        let gone: Vec<(u64, Pfn)> = self
-            .inode(id)
-            .pages
-            .range(from..)
-            .map(|(k, v)| (*k, *v))
-            .collect();
+        let gone: Vec<(u64, Pfn)> = self.inode(id).pages.range(from..).collect();
         for (pg, pfn) in gone {
             self.inode_mut(id).pages.remove(&pg);
             if self.phys.meta(pfn).flags.has(FrameFlags::DIRTY) {
@@ -483,11 +478,10 @@ impl Kernel {
                 .pages
                 .iter()
                 .filter(|(_, p)| {
-                    let m = self.phys.meta(**p);
+                    let m = self.phys.meta(*p);
                     m.refcount == 1 && !m.flags.has(FrameFlags::DIRTY)
                 })
                 .take(want - freed)
-                .map(|(k, v)| (*k, *v))
                 .collect();
             for (pg, pfn) in victims {
                 self.inodes[i].pages.remove(&pg);

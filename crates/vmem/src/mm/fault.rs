@@ -402,7 +402,7 @@ impl Kernel {
         let pages = &self.inodes[id.0 as usize].pages;
         let phys = &mut self.phys;
         let events = &mut self.events;
-        for (&pg, &pfn) in pages.range(first_pg..=last_pg) {
+        for (pg, pfn) in pages.range(first_pg..=last_pg) {
             if pg >= size_pages {
                 break;
             }
