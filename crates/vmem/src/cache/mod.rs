@@ -5,7 +5,8 @@
 //! ([`Kernel::find_get_page`]), reading pages in with read-around ([`Kernel::read_pages`],
 //! [`Kernel::filemap_fault`]), write-back of dirty pages with the PTEs write-protected
 //! first (`page_mkclean`), truncation, dropping clean pages when RAM runs short, and the
-//! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`].
+//! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`], a
+//! [`index::PageIndex`].
 
 pub mod index;
 pub mod readahead;

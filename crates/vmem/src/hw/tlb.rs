@@ -3,7 +3,8 @@
 //! Owns [`Tlb`]: a set-associative cache of translations tagged with an address-space id
 //! (ASID), so a context switch needs no flush. The set is chosen by the low bits of the
 //! virtual page number; replacement within a set is round-robin. Lookups allocate, hash and
-//! lock nothing: one array index and a short scan of `ways` entries.
+//! lock nothing: one compare in a direct-mapped lookaside copy of recent entries, else one
+//! array index and a compare of every way of the set (no branch on which way hits).
 //!
 //! The kernel must invalidate entries whenever it changes a PTE that may be cached
 //! (unmap, protect, copy-on-write): [`Tlb::flush_page`], [`Tlb::flush_asid`], [`Tlb::flush_all`].
