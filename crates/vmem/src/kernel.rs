@@ -23,7 +23,7 @@ use crate::mm::Mm;
 use crate::process::{Pid, Process};
 use crate::signal::{BusCode, Signal};
 use crate::stats::Counters;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The emulated machine and its kernel.
 pub struct Kernel {
@@ -204,7 +204,7 @@ impl Kernel {
         self.procs.push(Some(Process {
             pid,
             mm: Mm {
-                vmas: BTreeMap::new(),
+                vmas: crate::mm::VmaTree::default(),
                 root,
                 asid,
                 id,

@@ -125,6 +125,35 @@ impl PageIndex {
         }
     }
 
+    /// Calls `f(page, frame)` for the pages in `[lo, hi]` in offset order, until it
+    /// returns false (the loop form of [`PageIndex::range`], for hot paths).
+    #[inline]
+    pub fn for_each_in(&self, lo: u64, hi: u64, mut f: impl FnMut(u64, Pfn) -> bool) {
+        if lo > hi {
+            return;
+        }
+        let (first, last) = (lo >> SHIFT, hi >> SHIFT);
+        // One chunk (fault-around, most read-ahead): one search, no range walk.
+        let (one, many) = if first == last {
+            (self.chunks.get_key_value(&first), None)
+        } else {
+            (None, Some(self.chunks.range(first..=last)))
+        };
+        for (&key, c) in one.into_iter().chain(many.into_iter().flatten()) {
+            let base = key << SHIFT;
+            let from = lo.saturating_sub(base).min(SLOTS as u64) as usize;
+            let to = (hi.saturating_sub(base).min(MASK) + 1) as usize;
+            let slots = c.slots.get(from..to).unwrap_or(&[]);
+            for (i, slot) in slots.iter().enumerate() {
+                if let Some(pfn) = *slot {
+                    if !f(base + (from + i) as u64, pfn) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Every page, in offset order.
     pub fn iter(&self) -> Iter<'_> {
         self.range(..)
@@ -238,6 +267,19 @@ mod tests {
                 assert_eq!(idx.range(a..b).collect::<Vec<_>>(), want);
                 let want: Vec<(u64, Pfn)> = model.range(a..).map(|(k, v)| (*k, *v)).collect();
                 assert_eq!(idx.range(a..).collect::<Vec<_>>(), want);
+                let want: Vec<(u64, Pfn)> = model.range(a..=b).map(|(k, v)| (*k, *v)).collect();
+                let mut got = Vec::new();
+                idx.for_each_in(a, b, |pg, pfn| {
+                    got.push((pg, pfn));
+                    true
+                });
+                assert_eq!(got, want);
+                let mut got = Vec::new();
+                idx.for_each_in(a, b, |pg, pfn| {
+                    got.push((pg, pfn));
+                    got.len() < 3
+                });
+                assert_eq!(got, want[..want.len().min(3)]);
                 let all: Vec<(u64, Pfn)> = model.iter().map(|(k, v)| (*k, *v)).collect();
                 assert_eq!(idx.iter().collect::<Vec<_>>(), all);
             }

@@ -117,7 +117,7 @@ impl Kernel {
         let vma = self
             .proc_ref(pid)
             .ok()
-            .and_then(|p| p.mm.find_vma(va).copied())
+            .and_then(|p| p.mm.find_vma_cached(va))
             .or_else(|| self.expand_stack(pid, va))
             .ok_or(Signal::Segv {
                 addr: va,
@@ -402,17 +402,17 @@ impl Kernel {
         let pages = &self.inodes[id.0 as usize].pages;
         let phys = &mut self.phys;
         let events = &mut self.events;
-        for (pg, pfn) in pages.range(first_pg..=last_pg) {
+        pages.for_each_in(first_pg, last_pg, |pg, pfn| {
             if pg >= size_pages {
-                break;
+                return false;
             }
             if pg == fault_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
-                continue;
+                return true;
             }
             // A not-present entry is never in the TLB, so writing it needs no flush.
             let slot = base_slot.add((pg - first_pg) * 8);
             if phys.read_u64(slot) != 0 {
-                continue;
+                return true;
             }
             let a = start.add((pg - first_pg) << PAGE_SHIFT);
             // get_page.
@@ -425,7 +425,8 @@ impl Kernel {
             events.emit(|| Event::PteInstall { pid, va: a, pte });
             first.get_or_insert(a);
             mapped += 1;
-        }
+            true
+        });
         if mapped == 0 {
             return;
         }
