@@ -23,7 +23,7 @@ use crate::mm::Mm;
 use crate::process::{Pid, Process};
 use crate::signal::{BusCode, Signal};
 use crate::stats::Counters;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The emulated machine and its kernel.
 pub struct Kernel {
@@ -58,6 +58,32 @@ pub struct Kernel {
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
     fast_path: bool,
+    /// The process whose TLB hits the short path counts in `hot` rather than in its own
+    /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
+    /// lookup. Folded into the process's counters when another process accesses memory
+    /// and when it exits; added in whenever counters are read.
+    hot_pid: u32,
+    hot_asid: crate::hw::tlb::Asid,
+    hot: HotCounts,
+}
+
+/// No process (`Kernel::hot_pid`).
+const NO_PID: u32 = u32::MAX;
+
+/// Counts of the TLB-hit short path not yet added to the process's [`Counters`].
+#[derive(Clone, Copy, Debug, Default)]
+struct HotCounts {
+    tlb_hits: u64,
+    mapped_loads: u64,
+    mapped_stores: u64,
+}
+
+impl HotCounts {
+    fn add_to(self, c: &mut Counters) {
+        c.tlb_hits += self.tlb_hits;
+        c.mapped_loads += self.mapped_loads;
+        c.mapped_stores += self.mapped_stores;
+    }
 }
 
 impl std::fmt::Debug for Kernel {
@@ -149,6 +175,9 @@ impl Kernel {
             bus_log: Vec::new(),
             fast_path: false,
             clock: 0,
+            hot_pid: NO_PID,
+            hot_asid: 0,
+            hot: HotCounts::default(),
         };
         k.fast_path = k.fast_path_allowed();
         Ok(k)
@@ -169,15 +198,17 @@ impl Kernel {
     /// Whether TLB hits may skip the full translation path: paging, no observer, and no
     /// per-access clock (exact LRU).
     fn fast_path_allowed(&self) -> bool {
-        !self.segmented() && !self.events.enabled() && !self.access_clock
+        !self.segmented()
+            && !self.events.enabled()
+            && !self.access_clock
+            && self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64
     }
 
     /// Creates a process with an empty address space and no open files.
     pub fn spawn(&mut self) -> SysResult<Pid> {
         let root = self
-            .alloc_frame(FrameFlags::PAGE_TABLE)
+            .alloc_frame_zeroed(FrameFlags::PAGE_TABLE)
             .ok_or(Errno::ENOMEM)?;
-        self.phys.frame_bytes_mut(root).fill(0);
         self.phys.meta_mut(root).refcount = 1;
         let pid = Pid(self.procs.len() as u32);
         let asid = self.next_asid;
@@ -188,7 +219,7 @@ impl Kernel {
         self.procs.push(Some(Process {
             pid,
             mm: Mm {
-                vmas: BTreeMap::new(),
+                vmas: crate::mm::VmaTree::default(),
                 root,
                 asid,
                 id,
@@ -314,7 +345,11 @@ impl Kernel {
 
     /// A process's counters.
     pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
-        Ok(self.proc_ref(pid)?.stats)
+        let mut c = self.proc_ref(pid)?.stats;
+        if pid.0 == self.hot_pid {
+            self.hot.add_to(&mut c);
+        }
+        Ok(c)
     }
 
     /// The machine's counters: every process, live or exited, plus the kernel's own.
@@ -323,7 +358,33 @@ impl Kernel {
         for p in self.procs.iter().flatten() {
             c += p.stats;
         }
+        // The hot process is alive (exit folds its counts first).
+        self.hot.add_to(&mut c);
         c
+    }
+
+    /// Adds the short path's pending counts to the hot process and makes `pid` (a live
+    /// process) the hot one.
+    #[cold]
+    #[inline(never)]
+    fn make_hot(&mut self, pid: Pid) {
+        self.fold_hot();
+        if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
+            self.hot_pid = pid.0;
+            self.hot_asid = p.mm.asid;
+        }
+    }
+
+    /// Adds the short path's pending counts to the hot process; no process is hot after.
+    fn fold_hot(&mut self) {
+        let hot = std::mem::take(&mut self.hot);
+        if let Some(Some(p)) = self.procs.get_mut(self.hot_pid as usize) {
+            hot.add_to(&mut p.stats);
+        }
+        self.hot_pid = NO_PID;
+        // No process has ASID 0: with no hot process, the short path's lookup misses and
+        // the full path answers (even for a pid equal to `NO_PID`).
+        self.hot_asid = 0;
     }
 
     /// Frames in use (allocated, including page tables, the zero page and frame 0).
@@ -401,77 +462,251 @@ impl Kernel {
     ) -> Result<PhysAddr, Signal> {
         // The entry format is chosen once, outside the retry loop (see `mmu::translate_as`).
         if self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64 {
-            self.translate_paged_as::<true>(pid, va, access)
+            match self.mmu_translate::<true>(pid, va, access)? {
+                Ok(pa) => Ok(self.stamp_access(pa)),
+                Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw),
+            }
         } else {
-            self.translate_paged_as::<false>(pid, va, access)
+            match self.mmu_translate::<false>(pid, va, access)? {
+                Ok(pa) => Ok(self.stamp_access(pa)),
+                Err(hw) => self.fault_and_retry::<false>(pid, va, access, hw),
+            }
         }
     }
 
-    /// The retry loop of [`Kernel::translate_paged`], one copy per kind of walk (`NATIVE`:
-    /// x86-64 entries, walked inline with no decoding).
-    #[inline(never)]
-    fn translate_paged_as<const NATIVE: bool>(
+    /// One MMU translation for `pid` (no fault handling); `Err` when the process does not
+    /// exist (any more): an access by it has no mapping at all. `NATIVE`: x86-64 entries,
+    /// walked inline with no decoding.
+    #[inline]
+    fn mmu_translate<const NATIVE: bool>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
+    ) -> Result<Result<PhysAddr, mmu::HwFault>, Signal> {
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return Err(Signal::Segv {
+                addr: va,
+                code: crate::signal::SegvCode::MapErr,
+            });
+        };
+        let ctx = Context {
+            asid: p.mm.asid,
+            root: p.mm.root,
+        };
+        Ok(mmu::translate_as::<NATIVE>(
+            &mut self.phys,
+            &mut self.tlb,
+            &self.cfg.geometry,
+            ctx,
+            va,
+            access,
+            &mut self.events,
+            &mut p.stats,
+        ))
+    }
+
+    /// Stamps the frame with the access clock when the policy needs one (exact LRU).
+    #[inline(always)]
+    fn stamp_access(&mut self, pa: PhysAddr) -> PhysAddr {
+        if self.access_clock {
+            self.phys.meta_mut(pa.pfn()).last_use = self.clock;
+            self.clock = self.clock.wrapping_add(1);
+        }
+        pa
+    }
+
+    /// Handles the fault `hw` the MMU reported for `access` at `va` and retries the
+    /// translation, until it succeeds or the fault becomes a signal.
+    #[inline(never)]
+    fn fault_and_retry<const NATIVE: bool>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        mut hw: mmu::HwFault,
     ) -> Result<PhysAddr, Signal> {
+        // Without an NX bit the CPU cannot tell a fetch from a load, and Linux sees a read
+        // fault (non-PAE i386: PROT_READ implies executable).
+        let fault_access = if access == Access::Exec && !self.cfg.geometry.format.has_nx() {
+            Access::Read
+        } else {
+            access
+        };
         let mut tries = 0;
         loop {
-            // An access by a process that does not exist (any more) has no mapping at all.
-            let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-                return Err(Signal::Segv {
-                    addr: va,
-                    code: crate::signal::SegvCode::MapErr,
-                });
-            };
-            let ctx = Context {
-                asid: p.mm.asid,
-                root: p.mm.root,
-            };
-            let r = mmu::translate_as::<NATIVE>(
-                &mut self.phys,
-                &mut self.tlb,
-                &self.cfg.geometry,
-                ctx,
-                va,
-                access,
-                &mut self.events,
-                &mut p.stats,
-            );
-            match r {
-                Ok(pa) => {
-                    if self.access_clock {
-                        self.phys.meta_mut(pa.pfn()).last_use = self.clock;
-                        self.clock = self.clock.wrapping_add(1);
-                    }
-                    return Ok(pa);
-                }
-                Err(hw) => {
-                    tries += 1;
-                    if tries > 4 {
-                        // The handler claimed success but the MMU still faults: a kernel bug.
-                        // Report it as a bus error rather than spin.
-                        debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
-                        return Err(self.deliver(
-                            pid,
-                            Signal::Bus {
-                                addr: va,
-                                code: BusCode::ObjErr,
-                            },
-                        ));
-                    }
-                    // Without an NX bit the CPU cannot tell a fetch from a load, and Linux
-                    // sees a read fault (non-PAE i386: PROT_READ implies executable).
-                    let access = if access == Access::Exec && !self.cfg.geometry.format.has_nx() {
-                        Access::Read
-                    } else {
-                        access
-                    };
-                    self.handle_mm_fault(pid, va, access, hw)?;
-                }
+            tries += 1;
+            if tries > 4 {
+                // The handler claimed success but the MMU still faults: a kernel bug.
+                // Report it as a bus error rather than spin.
+                debug_assert!(false, "fault at {va} for {access:?} not resolved: {hw:?}");
+                return Err(self.deliver(
+                    pid,
+                    Signal::Bus {
+                        addr: va,
+                        code: BusCode::ObjErr,
+                    },
+                ));
+            }
+            self.handle_mm_fault(pid, va, fault_access, hw)?;
+            match self.mmu_translate::<NATIVE>(pid, va, access)? {
+                Ok(pa) => return Ok(self.stamp_access(pa)),
+                Err(h) => hw = h,
             }
         }
+    }
+
+    /// The translation of the fast path (see `fast_path_allowed`) after its TLB lookup
+    /// found no entry: the walk and fill without a second lookup, then the fault handling
+    /// of [`Kernel::translate_paged`]. Counts exactly what `translate_paged` counts; on
+    /// success with RAM behind it, `done` finishes the access with the process's counters
+    /// at hand (one process lookup for the whole access).
+    #[inline(always)]
+    fn translate_fast_missed<R>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+        done: impl FnOnce(&mut PhysMem, PhysAddr, &mut Counters) -> Option<R>,
+    ) -> Result<Result<R, PhysAddr>, Signal> {
+        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
+            return Err(Signal::Segv {
+                addr: va,
+                code: crate::signal::SegvCode::MapErr,
+            });
+        };
+        let ctx = Context {
+            asid: p.mm.asid,
+            root: p.mm.root,
+        };
+        // The fast path runs only on x86-64 entries (`fast_path_allowed`).
+        let r = mmu::translate_missed::<true>(
+            &mut self.phys,
+            &mut self.tlb,
+            &self.cfg.geometry,
+            ctx,
+            va,
+            access,
+            &mut self.events,
+            &mut p.stats,
+        );
+        let pa = match r {
+            Ok(pa) => {
+                if !self.access_clock {
+                    if let Some(v) = done(&mut self.phys, pa, &mut p.stats) {
+                        return Ok(Ok(v));
+                    }
+                }
+                self.stamp_access(pa)
+            }
+            Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw)?,
+        };
+        Ok(Err(pa))
+    }
+
+    /// The fast path of an `N`-byte load within one page: `None` to take the full path.
+    /// A TLB hit on RAM with nobody watching costs one process lookup, one TLB set scan
+    /// and one arena read; a TLB miss goes straight to the walk.
+    #[inline(always)]
+    fn load_fast<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+    ) -> Option<Result<[u8; N], Signal>> {
+        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+            return None;
+        }
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
+            // Any cached translation allows a load.
+            Some(e) => {
+                let b = self.phys.ram_array::<N>(e.pa(va.page_offset()))?;
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_loads += N as u64;
+                Some(Ok(b))
+            }
+            None => Some(self.load_missed::<N>(pid, va)),
+        }
+    }
+
+    #[inline(never)]
+    fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
+        let r = self.translate_fast_missed(pid, va, Access::Read, |phys, pa, stats| {
+            let b = phys.ram_array::<N>(pa)?;
+            stats.mapped_loads += N as u64;
+            Some(b)
+        })?;
+        // After a fault, or not RAM.
+        let pa = match r {
+            Ok(b) => return Ok(b),
+            Err(pa) => pa,
+        };
+        let mut b = [0u8; N];
+        match self.phys.ram_array::<N>(pa) {
+            Some(r) => b = r,
+            None => self.phys.cpu_read(pa, &mut b),
+        }
+        self.live(pid).stats.mapped_loads += N as u64;
+        Ok(b)
+    }
+
+    /// The fast path of an `N`-byte store within one page: `None` to take the full path
+    /// (also for a TLB entry that does not allow the store without a walk or a fault).
+    #[inline(always)]
+    fn store_fast<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        b: [u8; N],
+    ) -> Option<Result<(), Signal>> {
+        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+            return None;
+        }
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
+            Some(e) if mmu::tlb_allows(&e, Access::Write) => {
+                if !self.phys.ram_write_array(e.pa(va.page_offset()), b) {
+                    return None;
+                }
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_stores += N as u64;
+                Some(Ok(()))
+            }
+            Some(_) => None,
+            None => Some(self.store_missed(pid, va, b)),
+        }
+    }
+
+    #[inline(never)]
+    fn store_missed<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        b: [u8; N],
+    ) -> Result<(), Signal> {
+        let r = self.translate_fast_missed(pid, va, Access::Write, |phys, pa, stats| {
+            phys.ram_write_array(pa, b).then(|| {
+                stats.mapped_stores += N as u64;
+            })
+        })?;
+        // After a fault, or not RAM.
+        if let Err(pa) = r {
+            if !self.phys.ram_write_array(pa, b) {
+                self.phys.cpu_write(pa, &b);
+            }
+            self.live(pid).stats.mapped_stores += N as u64;
+        }
+        Ok(())
     }
 
     pub(crate) fn deliver(&mut self, pid: Pid, signal: Signal) -> Signal {
@@ -576,18 +811,8 @@ impl Kernel {
     /// Loads a little-endian u64. The fast path: one translation, no allocation.
     #[inline]
     pub fn load_u64(&mut self, pid: Pid, va: VirtAddr) -> Result<u64, Signal> {
-        // The fast path: a TLB hit on RAM with nobody watching costs one process lookup,
-        // one TLB set scan and one arena read.
-        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
-            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
-                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Read) {
-                    if let Some(v) = self.phys.ram_u64(pa) {
-                        p.stats.tlb_hits += 1;
-                        p.stats.mapped_loads += 8;
-                        return Ok(v);
-                    }
-                }
-            }
+        if let Some(r) = self.load_fast::<8>(pid, va) {
+            return r.map(u64::from_le_bytes);
         }
         self.load_u64_slow(pid, va)
     }
@@ -614,16 +839,8 @@ impl Kernel {
     /// Stores a little-endian u64.
     #[inline]
     pub fn store_u64(&mut self, pid: Pid, va: VirtAddr, v: u64) -> Result<(), Signal> {
-        if self.fast_path && va.page_offset() <= PAGE_SIZE - 8 {
-            if let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) {
-                if let Some(pa) = mmu::tlb_hit(&self.tlb, p.mm.asid, va, Access::Write) {
-                    if self.phys.ram_write_u64(pa, v) {
-                        p.stats.tlb_hits += 1;
-                        p.stats.mapped_stores += 8;
-                        return Ok(());
-                    }
-                }
-            }
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
         }
         self.store_u64_slow(pid, va, v)
     }
@@ -643,33 +860,57 @@ impl Kernel {
     }
 
     /// Loads a byte.
+    #[inline]
     pub fn load_u8(&mut self, pid: Pid, va: VirtAddr) -> Result<u8, Signal> {
+        if let Some(r) = self.load_fast::<1>(pid, va) {
+            return r.map(|b| b[0]);
+        }
         let mut b = [0u8; 1];
         self.load(pid, va, &mut b)?;
         Ok(b[0])
     }
     /// Stores a byte.
+    #[inline]
     pub fn store_u8(&mut self, pid: Pid, va: VirtAddr, v: u8) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, [v]) {
+            return r;
+        }
         self.store(pid, va, &[v])
     }
     /// Loads a little-endian u16.
+    #[inline]
     pub fn load_u16(&mut self, pid: Pid, va: VirtAddr) -> Result<u16, Signal> {
+        if let Some(r) = self.load_fast::<2>(pid, va) {
+            return r.map(u16::from_le_bytes);
+        }
         let mut b = [0u8; 2];
         self.load(pid, va, &mut b)?;
         Ok(u16::from_le_bytes(b))
     }
     /// Stores a little-endian u16.
+    #[inline]
     pub fn store_u16(&mut self, pid: Pid, va: VirtAddr, v: u16) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
+        }
         self.store(pid, va, &v.to_le_bytes())
     }
     /// Loads a little-endian u32.
+    #[inline]
     pub fn load_u32(&mut self, pid: Pid, va: VirtAddr) -> Result<u32, Signal> {
+        if let Some(r) = self.load_fast::<4>(pid, va) {
+            return r.map(u32::from_le_bytes);
+        }
         let mut b = [0u8; 4];
         self.load(pid, va, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
     /// Stores a little-endian u32.
+    #[inline]
     pub fn store_u32(&mut self, pid: Pid, va: VirtAddr, v: u32) -> Result<(), Signal> {
+        if let Some(r) = self.store_fast(pid, va, v.to_le_bytes()) {
+            return r;
+        }
         self.store(pid, va, &v.to_le_bytes())
     }
 
@@ -677,16 +918,31 @@ impl Kernel {
 
     /// Allocates a frame, dropping clean unmapped page-cache pages if RAM is full.
     pub(crate) fn alloc_frame(&mut self, flags: u16) -> Option<Pfn> {
+        self.alloc_frame_with(flags, PhysMem::alloc)
+    }
+
+    /// Allocates a zeroed frame as [`Kernel::alloc_frame`] does (a frame never used since
+    /// boot is zero already and is not cleared again).
+    pub(crate) fn alloc_frame_zeroed(&mut self, flags: u16) -> Option<Pfn> {
+        self.alloc_frame_with(flags, PhysMem::alloc_zeroed)
+    }
+
+    #[inline]
+    fn alloc_frame_with(
+        &mut self,
+        flags: u16,
+        alloc: fn(&mut PhysMem, u16) -> Option<Pfn>,
+    ) -> Option<Pfn> {
         let (low, high) = self.watermarks();
         let free = self.phys.free_frames();
         if free < low {
             self.reclaim((high - free) as usize);
         }
-        if let Some(p) = self.phys.alloc(flags) {
+        if let Some(p) = alloc(&mut self.phys, flags) {
             return Some(p);
         }
         self.reclaim(32);
-        self.phys.alloc(flags)
+        alloc(&mut self.phys, flags)
     }
 
     /// The devices on the physical bus: (name, base address, bytes of registers).
@@ -757,12 +1013,13 @@ impl Kernel {
     }
 
     /// Writes the leaf PTE for `va`, allocating tables; flushes the old translation.
+    /// Returns the physical address of the entry.
     pub(crate) fn set_pte(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         pte: Pte,
-    ) -> Result<(), pgtable::OutOfFrames> {
+    ) -> Result<PhysAddr, pgtable::OutOfFrames> {
         let geom = self.cfg.geometry;
         let root = self.live(pid).mm.root;
         let (slot, new_tables) = match pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va) {
@@ -773,10 +1030,18 @@ impl Kernel {
                 pgtable::pte_slot_alloc(&mut self.phys, &geom, root, va)?
             }
         };
+        self.live(pid).mm.pt_frames += new_tables;
+        self.set_pte_at(pid, va, slot, pte);
+        Ok(slot)
+    }
+
+    /// Writes the leaf PTE for `va` at `slot`, the entry's physical address (found by a
+    /// walk of `pid`'s tables during this fault: tables are only freed at exit, so it is
+    /// still the entry for `va`); flushes the old translation.
+    pub(crate) fn set_pte_at(&mut self, pid: Pid, va: VirtAddr, slot: PhysAddr, pte: Pte) {
+        let geom = self.cfg.geometry;
         geom.write_pte(&mut self.phys, slot, pte);
-        let p = self.live(pid);
-        p.mm.pt_frames += new_tables;
-        let asid = p.mm.asid;
+        let asid = self.live(pid).mm.asid;
         self.tlb.flush_page(asid, va.vpn());
         self.events.emit(|| Event::PteInstall {
             pid,
@@ -784,7 +1049,12 @@ impl Kernel {
             pte,
             raw: geom.raw_pte(pte),
         });
-        Ok(())
+    }
+
+    /// The physical address of the leaf entry for `va` in `pid`, if its tables exist.
+    pub(crate) fn pte_slot_of(&self, pid: Pid, va: VirtAddr) -> Option<PhysAddr> {
+        let p = self.proc_ref(pid).ok()?;
+        pgtable::pte_slot(&self.phys, &self.cfg.geometry, p.mm.root, va)
     }
 
     /// Removes every mapping in `[start, end)` of `pid` (which must lie in one VMA or
@@ -859,6 +1129,9 @@ impl Kernel {
         }
         let geom = self.cfg.geometry;
         self.seg_release_all(pid);
+        if pid.0 == self.hot_pid {
+            self.fold_hot();
+        }
         let p = self.procs[pid.0 as usize].take().expect("checked above");
         pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
         for v in p.mm.vmas.values() {

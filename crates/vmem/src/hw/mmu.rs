@@ -62,21 +62,27 @@ pub struct Context {
     pub root: crate::addr::Pfn,
 }
 
+/// Whether a cached translation allows `access` without any further work (for a store,
+/// one whose Dirty bit is already set).
+#[inline(always)]
+pub fn tlb_allows(e: &TlbEntry, access: Access) -> bool {
+    match access {
+        Access::Read => true,
+        Access::Write => {
+            e.flags() & (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+                == (TlbEntry::WRITABLE | TlbEntry::DIRTY)
+        }
+        Access::Exec => e.flags() & TlbEntry::NX == 0,
+    }
+}
+
 /// The TLB-hit case alone: the physical address if the TLB holds a translation that
 /// allows `access` without any further work (for a store, one whose Dirty bit is already
 /// set). `None` means "take the full path" ([`translate`]). Counts nothing.
 #[inline(always)]
 pub fn tlb_hit(tlb: &Tlb, asid: Asid, va: VirtAddr, access: Access) -> Option<PhysAddr> {
     let e = tlb.lookup(asid, va.vpn())?;
-    let ok = match access {
-        Access::Read => true,
-        Access::Write => {
-            e.flags & (TlbEntry::WRITABLE | TlbEntry::DIRTY)
-                == (TlbEntry::WRITABLE | TlbEntry::DIRTY)
-        }
-        Access::Exec => e.flags & TlbEntry::NX == 0,
-    };
-    ok.then(|| e.pfn.addr().add(va.page_offset()))
+    tlb_allows(&e, access).then(|| e.pa(va.page_offset()))
 }
 
 /// Translates `va` for `access` in `ctx`. Counts TLB hits/misses and walks in `counters`.
@@ -106,7 +112,7 @@ pub fn translate(
 /// it had before there were other formats: a format test and an out-of-line call inside
 /// the loop cost it registers on every walk.
 #[inline]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
 pub fn translate_as<const NATIVE: bool>(
     phys: &mut PhysMem,
     tlb: &mut Tlb,
@@ -117,31 +123,55 @@ pub fn translate_as<const NATIVE: bool>(
     events: &mut Events,
     counters: &mut Counters,
 ) -> Result<PhysAddr, HwFault> {
-    let vpn = va.vpn();
-    if let Some(e) = tlb.lookup(ctx.asid, vpn) {
-        let ok = match access {
-            Access::Read => true,
-            Access::Write => {
-                e.flags & (TlbEntry::WRITABLE | TlbEntry::DIRTY)
-                    == (TlbEntry::WRITABLE | TlbEntry::DIRTY)
-            }
-            Access::Exec => e.flags & TlbEntry::NX == 0,
-        };
-        if ok {
-            counters.tlb_hits += 1;
-            events.emit(|| Event::TlbHit { va, pfn: e.pfn });
-            return Ok(e.pfn.addr().add(va.page_offset()));
+    if let Some(e) = tlb.lookup(ctx.asid, va.vpn()) {
+        counters.tlb_hits += 1;
+        if tlb_allows(&e, access) {
+            events.emit(|| Event::TlbHit { va, pfn: e.pfn() });
+            return Ok(e.pa(va.page_offset()));
         }
-        if access == Access::Exec || e.flags & TlbEntry::WRITABLE == 0 {
-            counters.tlb_hits += 1;
+        if access == Access::Exec || e.flags() & TlbEntry::WRITABLE == 0 {
             return Err(HwFault::Protection);
         }
         // A write through a clean entry: the MMU re-walks to set the Dirty bit.
-        counters.tlb_hits += 1;
-    } else {
-        counters.tlb_misses += 1;
-        events.emit(|| Event::TlbMiss { va });
+        return walk_and_fill::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters, false);
     }
+    translate_missed::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters)
+}
+
+/// The rest of [`translate_as`] after a TLB lookup that found no entry for `va`: counts
+/// the miss, walks, fills the TLB.
+#[inline]
+#[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
+pub fn translate_missed<const NATIVE: bool>(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    geom: &PagingGeometry,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    events: &mut Events,
+    counters: &mut Counters,
+) -> Result<PhysAddr, HwFault> {
+    counters.tlb_misses += 1;
+    events.emit(|| Event::TlbMiss { va });
+    walk_and_fill::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters, true)
+}
+
+/// The page walk for `va`, the permission check of the leaf, the Accessed/Dirty update
+/// and the TLB fill; `missed`: the TLB holds no entry for `va`.
+#[inline]
+#[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
+fn walk_and_fill<const NATIVE: bool>(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    geom: &PagingGeometry,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    events: &mut Events,
+    counters: &mut Counters,
+    missed: bool,
+) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
     let leaf = if NATIVE {
         walk_native(phys, geom, ctx.root, va, events)
@@ -164,18 +194,19 @@ pub fn translate_as<const NATIVE: bool>(
         updated = updated.with(Pte::DIRTY);
     }
     if updated != pte {
-        geom.write_pte(phys, leaf.pte_pa, updated);
+        if NATIVE {
+            phys.write_u64(leaf.pte_pa, updated.0);
+        } else {
+            geom.write_pte(phys, leaf.pte_pa, updated);
+        }
     }
-    let mut flags = 0;
-    if updated.writable() {
-        flags |= TlbEntry::WRITABLE;
+    let flags = (u8::from(updated.writable()) * TlbEntry::WRITABLE)
+        | (u8::from(updated.dirty()) * TlbEntry::DIRTY)
+        | (u8::from(updated.nx()) * TlbEntry::NX);
+    if missed {
+        tlb.insert_missing(ctx.asid, va.vpn(), pte.pfn(), flags);
+    } else {
+        tlb.insert(ctx.asid, va.vpn(), pte.pfn(), flags);
     }
-    if updated.dirty() {
-        flags |= TlbEntry::DIRTY;
-    }
-    if updated.nx() {
-        flags |= TlbEntry::NX;
-    }
-    tlb.insert(ctx.asid, vpn, pte.pfn(), flags);
     Ok(pte.pfn().addr().add(va.page_offset()))
 }

@@ -51,10 +51,17 @@ pub struct FrameMeta {
     /// [`FrameFlags`] bits.
     pub flags: FrameFlags,
     /// Bumped at each allocation, so that a replacement policy can tell a reused frame
-    /// from the page it queued.
+    /// from the page it queued. Zero only for a frame never allocated since boot (the
+    /// count skips zero when it wraps), whose bytes are therefore still zero.
     pub stamp: u32,
     /// Access clock at the last access (kept only for the exact-LRU policy).
     pub last_use: u32,
+}
+
+/// The allocation stamp after `stamp`: never zero, which means "never allocated".
+#[inline]
+fn next_stamp(stamp: u32) -> u32 {
+    stamp.wrapping_add(1).max(1)
 }
 
 /// Where memory-mapped devices start on the physical bus of a 64-bit machine (1 TiB,
@@ -212,25 +219,38 @@ impl PhysMem {
         }
     }
 
-    /// A little-endian u64 of RAM at `pa`, or `None` outside RAM (the hot path).
+    /// The `N` bytes of RAM at `pa`, or `None` outside RAM (the hot path).
+    #[inline(always)]
+    pub fn ram_array<const N: usize>(&self, pa: PhysAddr) -> Option<[u8; N]> {
+        let start = pa.0 as usize;
+        // A wrapped end is below the start: `get` answers `None`.
+        let s = self.bytes.get(start..start.wrapping_add(N))?;
+        s.try_into().ok()
+    }
+
+    /// Stores `N` bytes to RAM at `pa`; false (nothing written) outside RAM.
+    #[inline(always)]
+    pub fn ram_write_array<const N: usize>(&mut self, pa: PhysAddr, b: [u8; N]) -> bool {
+        let start = pa.0 as usize;
+        match self.bytes.get_mut(start..start.wrapping_add(N)) {
+            Some(d) => {
+                d.copy_from_slice(&b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A little-endian u64 of RAM at `pa`, or `None` outside RAM.
     #[inline(always)]
     pub fn ram_u64(&self, pa: PhysAddr) -> Option<u64> {
-        let start = pa.0 as usize;
-        let s = self.bytes.get(start..start + 8)?;
-        Some(u64::from_le_bytes(s.try_into().ok()?))
+        self.ram_array(pa).map(u64::from_le_bytes)
     }
 
     /// Stores a little-endian u64 to RAM at `pa`; false (nothing written) outside RAM.
     #[inline(always)]
     pub fn ram_write_u64(&mut self, pa: PhysAddr, v: u64) -> bool {
-        let start = pa.0 as usize;
-        match self.bytes.get_mut(start..start + 8) {
-            Some(d) => {
-                d.copy_from_slice(&v.to_le_bytes());
-                true
-            }
-            None => false,
-        }
+        self.ram_write_array(pa, v.to_le_bytes())
     }
 
     /// A CPU load of a little-endian u64 at `pa`: RAM or a device.
@@ -295,9 +315,14 @@ impl PhysMem {
     }
 
     /// Takes a frame off the free list and zeroes it; `None` when RAM is exhausted.
+    /// A frame never allocated since boot is still zero (RAM starts zeroed) and is not
+    /// written again.
     pub fn alloc_zeroed(&mut self, flags: u16) -> Option<Pfn> {
+        let fresh = self.frames[*self.free.last()? as usize].stamp == 0;
         let pfn = self.alloc(flags)?;
-        self.frame_bytes_mut(pfn).fill(0);
+        if !fresh {
+            self.frame_bytes_mut(pfn).fill(0);
+        }
         Some(pfn)
     }
 
@@ -310,7 +335,7 @@ impl PhysMem {
             owner: 0,
             index: 0,
             flags: FrameFlags(flags | FrameFlags::ALLOCATED),
-            stamp: meta.stamp.wrapping_add(1),
+            stamp: next_stamp(meta.stamp),
             last_use: 0,
         };
         Some(Pfn(n as u64))
@@ -345,7 +370,7 @@ impl PhysMem {
             let meta = &mut self.frames[i as usize];
             *meta = FrameMeta {
                 flags: FrameFlags(flags | FrameFlags::ALLOCATED),
-                stamp: meta.stamp.wrapping_add(1),
+                stamp: next_stamp(meta.stamp),
                 ..FrameMeta::default()
             };
         }
@@ -453,6 +478,27 @@ mod tests {
         let b = m.alloc_zeroed(FrameFlags::ANON).unwrap();
         assert_eq!(b, a);
         assert_eq!(&m.frame_bytes(b)[10..12], &[0, 0]);
+    }
+
+    #[test]
+    fn a_recycled_frame_is_zeroed_and_a_fresh_one_reads_zero() {
+        let mut m = PhysMem::new(16 * PAGE_SIZE);
+        let all: Vec<Pfn> = (0..15).map(|_| m.alloc(0).unwrap()).collect();
+        for &f in &all {
+            m.frame_bytes_mut(f).fill(0xaa);
+        }
+        for &f in all.iter().rev().skip(5) {
+            m.free(f);
+        }
+        for _ in 0..10 {
+            let f = m.alloc_zeroed(FrameFlags::ANON).unwrap();
+            assert!(m.frame_bytes(f).iter().all(|&b| b == 0));
+        }
+        let mut fresh = PhysMem::new(16 * PAGE_SIZE);
+        let f = fresh.alloc_zeroed(FrameFlags::ANON).unwrap();
+        assert_eq!(fresh.meta(f).stamp, 1);
+        assert!(fresh.frame_bytes(f).iter().all(|&b| b == 0));
+        assert_eq!(next_stamp(u32::MAX), 1);
     }
 
     #[test]

@@ -3,26 +3,26 @@
 //! Owns [`Tlb`]: a set-associative cache of translations tagged with an address-space id
 //! (ASID), so a context switch needs no flush. The set is chosen by the low bits of the
 //! virtual page number; replacement within a set is round-robin. Lookups allocate, hash and
-//! lock nothing: one array index and a short scan of `ways` entries.
+//! lock nothing: one compare in a direct-mapped lookaside copy of recent entries, else one
+//! array index and a compare of every way of the set (no branch on which way hits).
 //!
 //! The kernel must invalidate entries whenever it changes a PTE that may be cached
 //! (unmap, protect, copy-on-write): [`Tlb::flush_page`], [`Tlb::flush_asid`], [`Tlb::flush_all`].
 
-use crate::addr::{Pfn, Vpn};
+use crate::addr::{Pfn, PhysAddr, Vpn, PAGE_SHIFT};
 
 /// An address-space identifier (Linux: the mm's ASID/PCID).
 pub type Asid = u16;
 
 const INVALID: u64 = u64::MAX;
 
-/// One cached translation.
+/// One cached translation: the tag and, in one word, the frame's physical base address
+/// with the flag bits in its (otherwise zero) low bits. 16 bytes, so a 4-way set is one
+/// 64-byte cache line.
 #[derive(Clone, Copy, Debug)]
 pub struct TlbEntry {
     key: u64,
-    /// The frame.
-    pub pfn: Pfn,
-    /// [`TlbEntry::WRITABLE`] etc.
-    pub flags: u8,
+    val: u64,
 }
 
 impl TlbEntry {
@@ -32,37 +32,77 @@ impl TlbEntry {
     pub const DIRTY: u8 = 2;
     /// Instruction fetch forbidden.
     pub const NX: u8 = 4;
+    /// Set in every valid entry's value word, so a valid entry's value is never zero.
+    const VALID: u64 = 8;
+    const FLAG_MASK: u64 = (1 << PAGE_SHIFT) - 1;
 
-    #[inline]
+    #[inline(always)]
     fn key(asid: Asid, vpn: Vpn) -> u64 {
         (vpn.0 << 16) | asid as u64
     }
+
+    /// The frame.
+    #[inline(always)]
+    pub fn pfn(&self) -> Pfn {
+        Pfn(self.val >> PAGE_SHIFT)
+    }
+
+    /// [`TlbEntry::WRITABLE`] etc.
+    #[inline(always)]
+    pub fn flags(&self) -> u8 {
+        (self.val & 7) as u8
+    }
+
+    /// The physical address of byte `offset` of the page.
+    #[inline(always)]
+    pub fn pa(&self, offset: u64) -> PhysAddr {
+        PhysAddr((self.val & !Self::FLAG_MASK) | offset)
+    }
 }
 
+/// Slots of the lookaside copy (a power of two).
+const L0_SLOTS: usize = 512;
+
 /// A set-associative, ASID-tagged TLB.
+///
+/// In front of the sets sits a direct-mapped lookaside copy of some of their entries,
+/// indexed by the low bits of the page number: a hit there is one compare. It is a
+/// subset of the sets at all times (an entry enters it when inserted in a set and leaves
+/// it when it leaves its set), so it changes no outcome: which translations are cached,
+/// hits, misses and replacement are those of the set-associative TLB alone.
 #[derive(Debug)]
 pub struct Tlb {
+    l0: Box<[TlbEntry; L0_SLOTS]>,
+    /// The sets when they have 4 ways (the default and the common case): one 64-byte
+    /// array per set, found with one bounds check. Empty otherwise.
+    quads: Box<[[TlbEntry; 4]]>,
+    /// The sets of any other associativity, `ways` entries each. Empty for 4 ways.
     entries: Box<[TlbEntry]>,
     ways: usize,
     set_mask: u64,
+    /// Next way to evict in each set (always `< ways`).
     victim: Box<[u8]>,
 }
+
+const EMPTY: TlbEntry = TlbEntry {
+    key: INVALID,
+    val: 0,
+};
 
 impl Tlb {
     /// A TLB of `sets` sets (rounded up to a power of two) of `ways` entries.
     pub fn new(sets: usize, ways: usize) -> Tlb {
         let sets = sets.max(1).next_power_of_two();
         let ways = ways.clamp(1, 255);
+        let (quads, entries) = if ways == 4 {
+            (vec![[EMPTY; 4]; sets], Vec::new())
+        } else {
+            (Vec::new(), vec![EMPTY; sets * ways])
+        };
         Tlb {
-            entries: vec![
-                TlbEntry {
-                    key: INVALID,
-                    pfn: Pfn(0),
-                    flags: 0
-                };
-                sets * ways
-            ]
-            .into_boxed_slice(),
+            l0: Box::new([EMPTY; L0_SLOTS]),
+            quads: quads.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
             ways,
             set_mask: sets as u64 - 1,
             victim: vec![0; sets].into_boxed_slice(),
@@ -71,75 +111,189 @@ impl Tlb {
 
     /// Total entries.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.victim.len() * self.ways
     }
 
-    #[inline]
-    fn set_base(&self, vpn: Vpn) -> usize {
-        (vpn.0 & self.set_mask) as usize * self.ways
+    /// The set that may hold `vpn`, and its number.
+    #[inline(always)]
+    fn set_mut(&mut self, vpn: Vpn) -> (usize, &mut [TlbEntry]) {
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(q) = self.quads.get_mut(set) {
+            return (set, &mut q[..]);
+        }
+        let base = set * self.ways;
+        (set, &mut self.entries[base..base + self.ways])
+    }
+
+    /// The lookaside slot of a key (the low bits of its page number).
+    #[inline(always)]
+    fn l0_slot(key: u64) -> usize {
+        (key >> 16) as usize & (L0_SLOTS - 1)
+    }
+
+    /// Drops `key` from the lookaside copy (it is leaving its set).
+    #[inline(always)]
+    fn l0_forget(&mut self, key: u64) {
+        let e = &mut self.l0[Self::l0_slot(key)];
+        if e.key == key {
+            *e = EMPTY;
+        }
     }
 
     /// The cached translation of `vpn` in `asid`, if any.
-    #[inline]
+    ///
+    /// The lookaside copy first; then the set. For 4-way sets, every way is compared and
+    /// the hit way taken from the bit mask of matches, without a branch that depends on
+    /// which way holds it: random addresses cause no branch mispredictions.
+    #[inline(always)]
     pub fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
+        let e = self.l0[Self::l0_slot(key)];
+        if e.key == key {
+            return Some(e);
+        }
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(s) = self.quads.get(set) {
+            let m = u32::from(s[0].key == key)
+                | u32::from(s[1].key == key) << 1
+                | u32::from(s[2].key == key) << 2
+                | u32::from(s[3].key == key) << 3;
+            if m == 0 {
+                return None;
+            }
+            return Some(s[(m.trailing_zeros() & 3) as usize]);
+        }
+        self.lookup_slow(key, set)
+    }
+
+    #[inline(never)]
+    fn lookup_slow(&self, key: u64, set: usize) -> Option<TlbEntry> {
+        let base = set * self.ways;
         self.entries[base..base + self.ways]
             .iter()
             .find(|e| e.key == key)
             .copied()
     }
 
-    /// Caches a translation, replacing any entry for the same page or else the set's victim.
+    /// Caches a translation, replacing any entry for the same page or else the first
+    /// free way or else the set's round-robin victim.
+    #[inline]
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        self.insert_as(asid, vpn, pfn, flags, false);
+    }
+
+    /// [`Tlb::insert`] for a page the TLB holds no entry for (just looked up and missed):
+    /// the search for an entry of the same page is skipped.
+    #[inline]
+    pub fn insert_missing(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        debug_assert!(self.lookup(asid, vpn).is_none());
+        self.insert_as(asid, vpn, pfn, flags, true);
+    }
+
+    #[inline(always)]
+    fn insert_as(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8, missing: bool) {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
-        let set = &mut self.entries[base..base + self.ways];
-        let slot = match set.iter().position(|e| e.key == key) {
+        let e = TlbEntry {
+            key,
+            val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & 7) | TlbEntry::VALID,
+        };
+        let set = (vpn.0 & self.set_mask) as usize;
+        if let Some(s) = self.quads.get_mut(set) {
+            let same = if missing {
+                0
+            } else {
+                u32::from(s[0].key == key)
+                    | u32::from(s[1].key == key) << 1
+                    | u32::from(s[2].key == key) << 2
+                    | u32::from(s[3].key == key) << 3
+            };
+            let free = u32::from(s[0].key == INVALID)
+                | u32::from(s[1].key == INVALID) << 1
+                | u32::from(s[2].key == INVALID) << 2
+                | u32::from(s[3].key == INVALID) << 3;
+            let way = if same != 0 {
+                same.trailing_zeros()
+            } else if free != 0 {
+                free.trailing_zeros()
+            } else {
+                let v = &mut self.victim[set];
+                let i = u32::from(*v);
+                *v = ((i + 1) & 3) as u8;
+                i
+            };
+            let old = std::mem::replace(&mut s[(way & 3) as usize], e);
+            self.l0_forget(old.key);
+        } else {
+            self.insert_slow(set, e);
+        }
+        self.l0[Self::l0_slot(key)] = e;
+    }
+
+    #[inline(never)]
+    fn insert_slow(&mut self, set: usize, e: TlbEntry) {
+        let ways = self.ways;
+        let base = set * ways;
+        let entries = &mut self.entries[base..base + ways];
+        let slot = match entries.iter().position(|x| x.key == e.key) {
             Some(i) => i,
-            None => match set.iter().position(|e| e.key == INVALID) {
+            None => match entries.iter().position(|x| x.key == INVALID) {
                 Some(i) => i,
                 None => {
-                    let v = &mut self.victim[base / self.ways];
-                    let i = *v as usize % self.ways;
-                    *v = ((i + 1) % self.ways) as u8;
+                    let v = &mut self.victim[set];
+                    let i = *v as usize;
+                    *v = if i + 1 >= ways { 0 } else { i as u8 + 1 };
                     i
                 }
             },
         };
-        set[slot] = TlbEntry { key, pfn, flags };
+        let old = std::mem::replace(&mut entries[slot], e);
+        self.l0_forget(old.key);
     }
 
     /// Invalidates the translation of one page (x86 `invlpg`).
     pub fn flush_page(&mut self, asid: Asid, vpn: Vpn) {
         let key = TlbEntry::key(asid, vpn);
-        let base = self.set_base(vpn);
-        for e in &mut self.entries[base..base + self.ways] {
+        for e in self.set_mut(vpn).1 {
             if e.key == key {
-                e.key = INVALID;
+                *e = EMPTY;
             }
         }
+        self.l0_forget(key);
+    }
+
+    /// Every entry, set by set, and the lookaside copy.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut TlbEntry> {
+        self.quads
+            .iter_mut()
+            .flatten()
+            .chain(self.entries.iter_mut())
+            .chain(self.l0.iter_mut())
     }
 
     /// Invalidates every translation of one address space.
     pub fn flush_asid(&mut self, asid: Asid) {
-        for e in self.entries.iter_mut() {
+        for e in self.all_mut() {
             if e.key != INVALID && (e.key & 0xffff) as Asid == asid {
-                e.key = INVALID;
+                *e = EMPTY;
             }
         }
     }
 
     /// Invalidates everything.
     pub fn flush_all(&mut self) {
-        for e in self.entries.iter_mut() {
-            e.key = INVALID;
+        for e in self.all_mut() {
+            *e = EMPTY;
         }
     }
 
     /// Number of valid entries (for tests and explain output).
     pub fn valid_entries(&self) -> usize {
-        self.entries.iter().filter(|e| e.key != INVALID).count()
+        self.quads
+            .iter()
+            .flatten()
+            .chain(self.entries.iter())
+            .filter(|e| e.key != INVALID)
+            .count()
     }
 }
 
@@ -151,7 +305,8 @@ mod tests {
     fn entries_are_tagged_by_asid() {
         let mut t = Tlb::new(4, 2);
         t.insert(1, Vpn(8), Pfn(3), TlbEntry::WRITABLE);
-        assert_eq!(t.lookup(1, Vpn(8)).unwrap().pfn, Pfn(3));
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().pfn(), Pfn(3));
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().flags(), TlbEntry::WRITABLE);
         assert!(t.lookup(2, Vpn(8)).is_none());
         t.flush_asid(1);
         assert!(t.lookup(1, Vpn(8)).is_none());
@@ -168,5 +323,90 @@ mod tests {
         assert!(t.lookup(1, Vpn(3)).is_some());
         t.flush_page(1, Vpn(3));
         assert!(t.lookup(1, Vpn(3)).is_none());
+    }
+
+    #[test]
+    fn four_way_sets_hit_in_every_way_and_evict_round_robin() {
+        let mut t = Tlb::new(2, 4);
+        assert_eq!(t.capacity(), 8);
+        // Even pages share set 0.
+        for i in 0..4 {
+            t.insert(1, Vpn(2 * i), Pfn(10 + i), 0);
+        }
+        for i in 0..4 {
+            assert_eq!(t.lookup(1, Vpn(2 * i)).unwrap().pfn(), Pfn(10 + i));
+        }
+        assert_eq!(t.valid_entries(), 4);
+        t.insert(1, Vpn(8), Pfn(20), TlbEntry::NX);
+        assert!(t.lookup(1, Vpn(0)).is_none());
+        assert_eq!(t.lookup(1, Vpn(8)).unwrap().flags(), TlbEntry::NX);
+        t.insert(1, Vpn(10), Pfn(21), 0);
+        assert!(t.lookup(1, Vpn(2)).is_none());
+        // A freed way is taken before the next victim.
+        t.flush_page(1, Vpn(6));
+        t.insert(1, Vpn(12), Pfn(22), 0);
+        assert!(t.lookup(1, Vpn(4)).is_some());
+        assert_eq!(t.lookup(1, Vpn(12)).unwrap().pfn(), Pfn(22));
+        // Re-inserting a page replaces its entry.
+        t.insert(1, Vpn(12), Pfn(23), TlbEntry::WRITABLE);
+        assert_eq!(t.lookup(1, Vpn(12)).unwrap().pfn(), Pfn(23));
+        assert_eq!(t.valid_entries(), 4);
+        t.flush_all();
+        assert_eq!(t.valid_entries(), 0);
+    }
+
+    #[test]
+    fn a_translation_to_frame_zero_without_flags_is_still_a_hit() {
+        for ways in [3, 4] {
+            let mut t = Tlb::new(1, ways);
+            t.insert(7, Vpn(5), Pfn(0), 0);
+            let e = t.lookup(7, Vpn(5)).unwrap();
+            assert_eq!((e.pfn(), e.flags()), (Pfn(0), 0));
+            assert_eq!(e.pa(0x123).0, 0x123);
+        }
+    }
+
+    /// The sets alone, without the lookaside copy.
+    fn lookup_in_sets(t: &Tlb, asid: Asid, vpn: Vpn) -> Option<(Pfn, u8)> {
+        let key = TlbEntry::key(asid, vpn);
+        let set = (vpn.0 & t.set_mask) as usize;
+        let ways: Vec<TlbEntry> = match t.quads.get(set) {
+            Some(q) => q.to_vec(),
+            None => t.entries[set * t.ways..(set + 1) * t.ways].to_vec(),
+        };
+        ways.iter()
+            .find(|e| e.key == key)
+            .map(|e| (e.pfn(), e.flags()))
+    }
+
+    #[test]
+    fn the_lookaside_copy_never_answers_differently_from_the_sets() {
+        for (sets, ways) in [(4, 4), (2, 3), (64, 4)] {
+            let mut t = Tlb::new(sets, ways);
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            for i in 0..20_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Pages that collide in the lookaside copy (multiples of its size apart)
+                // and in the sets, in two address spaces.
+                let vpn = Vpn((x % 8) + (x >> 8) % 4 * L0_SLOTS as u64 + (x >> 16) % 3);
+                let asid = 1 + ((x >> 24) % 2) as Asid;
+                match (x >> 32) % 8 {
+                    0..=3 => t.insert(asid, vpn, Pfn(i), ((x >> 40) % 8) as u8),
+                    4 => t.flush_page(asid, vpn),
+                    5 if i % 64 == 0 => t.flush_asid(asid),
+                    6 if i % 512 == 0 => t.flush_all(),
+                    _ => {}
+                }
+                for v in 0..16 {
+                    for a in 1..=2 {
+                        let vpn = Vpn(v % 8 + v / 8 * L0_SLOTS as u64);
+                        let got = t.lookup(a, vpn).map(|e| (e.pfn(), e.flags()));
+                        assert_eq!(got, lookup_in_sets(&t, a, vpn), "step {i}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! cannot be resolved becomes a [`Signal`]: SIGSEGV with MAPERR or ACCERR, SIGBUS past end
 //! of file, or the OOM killer's SIGKILL when no frame is left.
 
-use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
+use crate::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT};
 use crate::cache::PageError;
 use crate::events::{Event, FaultKind};
 use crate::fs::InodeId;
@@ -17,7 +17,6 @@ use crate::hw::mmu::{Access, HwFault};
 use crate::hw::phys::FrameFlags;
 use crate::hw::pte::Pte;
 use crate::kernel::Kernel;
-use crate::mm::pgtable;
 use crate::mm::vma::{Backing, Vma};
 use crate::process::Pid;
 use crate::signal::{BusCode, SegvCode, Signal};
@@ -118,7 +117,7 @@ impl Kernel {
         let vma = self
             .proc_ref(pid)
             .ok()
-            .and_then(|p| p.mm.find_vma(va).copied())
+            .and_then(|p| p.mm.find_vma_cached(va))
             .or_else(|| self.expand_stack(pid, va))
             .ok_or(Signal::Segv {
                 addr: va,
@@ -136,12 +135,15 @@ impl Kernel {
             });
         }
         let page = va.page_down();
-        let pte = self.pte_of(pid, page);
+        // One walk finds the entry; a fault that maps a page writes it there.
+        let slot = self.pte_slot_of(pid, page);
+        let geom = self.cfg.geometry;
+        let pte = slot.map_or(Pte::NONE, |s| geom.read_pte(&self.phys, s));
         if pte.is_swap() {
             return self.do_swap_page(pid, page, access, &vma, pte);
         }
         if !pte.has_frame() {
-            return self.do_pte_missing(pid, page, access, &vma);
+            return self.do_pte_missing(pid, page, access, &vma, slot);
         }
         if pte.protnone() || (access == Access::Write && !pte.writable()) {
             if access == Access::Write {
@@ -184,25 +186,28 @@ impl Kernel {
         Some(grown)
     }
 
+    /// A fault on an address with no entry; `slot` is where its entry lives if the tables
+    /// that lead to it exist.
     fn do_pte_missing(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
         vma: &Vma,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         match vma.backing {
-            Backing::Anon => self.do_anonymous_page(pid, va, access, vma),
+            Backing::Anon => self.do_anonymous_page(pid, va, access, vma, slot),
             Backing::File(id) => {
                 if let crate::fs::FileKind::Device(i) = self.inode(id).kind {
-                    return self.do_device_fault(pid, va, vma, i);
+                    return self.do_device_fault(pid, va, vma, i, slot);
                 }
                 if access != Access::Write {
-                    self.do_read_fault(pid, va, vma, id)
+                    self.do_read_fault(pid, va, vma, id, slot)
                 } else if !vma.is_shared() {
-                    self.do_cow_fault(pid, va, vma, id)
+                    self.do_cow_fault(pid, va, vma, id, slot)
                 } else {
-                    self.do_shared_fault(pid, va, vma, id)
+                    self.do_shared_fault(pid, va, vma, id, slot)
                 }
             }
         }
@@ -216,16 +221,38 @@ impl Kernel {
         va: VirtAddr,
         vma: &Vma,
         dev: u16,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let pa = self.phys.device_base(dev).0 + vma.pgoff_of(va).byte_offset();
         let flags = pte_flags(vma, vma.writable()) | Pte::SPECIAL;
-        self.install(pid, va, Pfn(pa >> PAGE_SHIFT), flags)?;
+        self.install_at(pid, va, slot, Pfn(pa >> PAGE_SHIFT), flags)?;
         Ok((FaultKind::DevicePage, false))
     }
 
     fn install(&mut self, pid: Pid, va: VirtAddr, pfn: Pfn, flags: u64) -> Result<(), Signal> {
-        self.set_pte(pid, va, Pte::new(pfn, flags))
-            .map_err(|_| Signal::OomKill { addr: va })
+        self.install_at(pid, va, None, pfn, flags).map(|_| ())
+    }
+
+    /// Installs the PTE for `va` at `slot` when the fault's walk found the entry, else
+    /// through a walk that allocates the missing tables. Returns where the entry is.
+    fn install_at(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        slot: Option<PhysAddr>,
+        pfn: Pfn,
+        flags: u64,
+    ) -> Result<PhysAddr, Signal> {
+        let pte = Pte::new(pfn, flags);
+        match slot {
+            Some(slot) => {
+                self.set_pte_at(pid, va, slot, pte);
+                Ok(slot)
+            }
+            None => self
+                .set_pte(pid, va, pte)
+                .map_err(|_| Signal::OomKill { addr: va }),
+        }
     }
 
     /// A new anonymous frame for `va` in `vma` (its anon_vma prepared first, so that the
@@ -237,13 +264,13 @@ impl Kernel {
         vma: &Vma,
         zero: bool,
     ) -> Result<Pfn, Signal> {
-        self.anon_vma_prepare(pid, va);
-        let pfn = self
-            .alloc_frame(FrameFlags::ANON)
-            .ok_or(Signal::OomKill { addr: va })?;
-        if zero {
-            self.phys.frame_bytes_mut(pfn).fill(0);
+        self.anon_vma_prepare(pid, va, vma);
+        let pfn = if zero {
+            self.alloc_frame_zeroed(FrameFlags::ANON)
+        } else {
+            self.alloc_frame(FrameFlags::ANON)
         }
+        .ok_or(Signal::OomKill { addr: va })?;
         let mm_id = self.proc_ref(pid).map(|p| p.mm.id).unwrap_or(0);
         let m = self.phys.meta_mut(pfn);
         m.refcount = 1;
@@ -264,25 +291,30 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
         vma: &Vma,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         if access != Access::Write {
             let zero = self.zero_pfn;
-            self.install(pid, va, zero, pte_flags(vma, false))?;
+            self.install_at(pid, va, slot, zero, pte_flags(vma, false))?;
             return Ok((FaultKind::AnonZeroPage, false));
         }
         let pfn = self.new_anon_frame(pid, va, vma, true)?;
-        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
+        if let Err(s) = self.install_at(pid, va, slot, pfn, pte_flags(vma, true)) {
             self.put_page(pfn);
             return Err(s);
         }
         self.live_mm_rss(pid, 0, 1);
-        self.anon_vma_prepare(pid, va);
         Ok((FaultKind::AnonNewPage, false))
     }
 
     /// Gives the VMA at `va` an anon_vma if it has none (Linux `anon_vma_prepare`),
-    /// reusing a compatible neighbour's as `find_mergeable_anon_vma` does.
-    fn anon_vma_prepare(&mut self, pid: Pid, va: VirtAddr) {
+    /// reusing a compatible neighbour's as `find_mergeable_anon_vma` does. `vma` is the
+    /// faulting VMA as the fault found it: when it has an anon_vma already, nothing is
+    /// looked up.
+    fn anon_vma_prepare(&mut self, pid: Pid, va: VirtAddr, vma: &Vma) {
+        if vma.anon_vma != 0 {
+            return;
+        }
         let fresh = self.next_file_serial();
         let Ok(p) = self.proc_mut(pid) else { return };
         let Some(v) = p.mm.find_vma(va).copied() else {
@@ -319,24 +351,30 @@ impl Kernel {
         va: VirtAddr,
         vma: &Vma,
         id: InodeId,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
             .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
         self.get_page(pfn);
-        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, false)) {
-            self.put_page(pfn);
-            return Err(s);
-        }
+        let slot = match self.install_at(pid, va, slot, pfn, pte_flags(vma, false)) {
+            Ok(slot) => slot,
+            Err(s) => {
+                self.put_page(pfn);
+                return Err(s);
+            }
+        };
         self.live_mm_rss(pid, 1, 0);
-        self.do_fault_around(pid, va, vma, id);
+        self.do_fault_around(pid, va, vma, id, slot);
         Ok((FaultKind::ReadFault, major))
     }
 
     /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
     /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O.
-    fn do_fault_around(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId) {
+    /// `slot` is where the PTE of `va` (page-aligned) lives; the window's entries are its
+    /// neighbours in the same leaf table.
+    fn do_fault_around(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId, slot: PhysAddr) {
         // Like Linux's fault_around_bytes: a power of two, at most one leaf table, so the
         // aligned window always lies in the table the faulting page's PTE already uses.
         let want = self.cfg.fault_around_pages.min(self.cfg.geometry.entries());
@@ -348,12 +386,7 @@ impl Kernel {
         let start = VirtAddr(va.0 & !(window - 1)).max(vma.start);
         let end = VirtAddr((va.0 & !(window - 1)) + window).min(vma.end);
         let geom = self.cfg.geometry;
-        let Ok(root) = self.proc_ref(pid).map(|p| p.mm.root) else {
-            return;
-        };
-        let Some(base_slot) = pgtable::pte_slot(&self.phys, &geom, root, start) else {
-            return;
-        };
+        let base_slot = PhysAddr(slot.0 - ((va.0 - start.0) >> PAGE_SHIFT) * geom.entry_size());
         // One page-cache range scan; pages carrying the read-ahead mark are left for a
         // fault of their own, which starts the next window.
         let size_pages = self.size_pages(id);
@@ -362,31 +395,35 @@ impl Kernel {
             vma.pgoff_of(VirtAddr(end.0 - 1)).0,
             vma.pgoff_of(va).0,
         );
-        let cached: Vec<(u64, Pfn)> = self
-            .inode(id)
-            .pages
-            .range(first_pg..=last_pg)
-            .filter(|(pg, p)| {
-                **pg != fault_pg
-                    && **pg < size_pages
-                    && !self.phys.meta(**p).flags.has(FrameFlags::READAHEAD)
-            })
-            .map(|(pg, p)| (*pg, *p))
-            .collect();
         let flags = pte_flags(vma, false);
         let mut mapped = 0;
         let mut first = None;
-        for (pg, pfn) in cached {
+        // The cache index, the frames and the event sink are separate fields: the scan
+        // maps as it goes, with no list in between.
+        let pages = &self.inodes[id.0 as usize].pages;
+        let phys = &mut self.phys;
+        let events = &mut self.events;
+        pages.for_each_in(first_pg, last_pg, |pg, pfn| {
+            if pg >= size_pages {
+                return false;
+            }
+            if pg == fault_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
+                return true;
+            }
             // A not-present entry is never in the TLB, so writing it needs no flush.
             let slot = base_slot.add((pg - first_pg) * geom.entry_size());
-            if geom.read_pte(&self.phys, slot) != Pte::NONE {
-                continue;
+            if geom.read_pte(phys, slot) != Pte::NONE {
+                return true;
             }
             let a = start.add((pg - first_pg) << PAGE_SHIFT);
-            self.get_page(pfn);
+            // get_page.
+            let m = phys.meta_mut(pfn);
+            if !m.flags.has(FrameFlags::ZERO) {
+                m.refcount += 1;
+            }
             let pte = Pte::new(pfn, flags);
-            geom.write_pte(&mut self.phys, slot, pte);
-            self.events.emit(|| Event::PteInstall {
+            geom.write_pte(phys, slot, pte);
+            events.emit(|| Event::PteInstall {
                 pid,
                 va: a,
                 pte,
@@ -394,7 +431,8 @@ impl Kernel {
             });
             first.get_or_insert(a);
             mapped += 1;
-        }
+            true
+        });
         if mapped == 0 {
             return;
         }
@@ -417,6 +455,7 @@ impl Kernel {
         va: VirtAddr,
         vma: &Vma,
         id: InodeId,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (src, major) = self
@@ -430,12 +469,11 @@ impl Kernel {
         }
         self.put_page(src);
         let new = new?;
-        if let Err(s) = self.install(pid, va, new, pte_flags(vma, true)) {
+        if let Err(s) = self.install_at(pid, va, slot, new, pte_flags(vma, true)) {
             self.put_page(new);
             return Err(s);
         }
         self.live_mm_rss(pid, 0, 1);
-        self.anon_vma_prepare(pid, va);
         self.events.emit(|| Event::CowCopy {
             pid,
             va,
@@ -452,13 +490,14 @@ impl Kernel {
         va: VirtAddr,
         vma: &Vma,
         id: InodeId,
+        slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
         let (pfn, major) = self
             .filemap_fault(pid, id, pgoff, vma)
             .map_err(|e| page_error(va, e))?;
         self.get_page(pfn);
-        if let Err(s) = self.install(pid, va, pfn, pte_flags(vma, true)) {
+        if let Err(s) = self.install_at(pid, va, slot, pfn, pte_flags(vma, true)) {
             self.put_page(pfn);
             return Err(s);
         }
@@ -563,7 +602,6 @@ impl Kernel {
             self.live_mm_rss(pid, 0, 1);
         }
         self.put_page(old);
-        self.anon_vma_prepare(pid, va);
         self.events.emit(|| Event::CowCopy {
             pid,
             va,

@@ -368,7 +368,7 @@ impl Kernel {
             ));
         }
         for ino in &self.inodes {
-            for (&pg, &pfn) in &ino.pages {
+            for (pg, pfn) in &ino.pages {
                 let m = self.phys.meta(pfn);
                 if !m.flags.has(FrameFlags::PAGE_CACHE) || m.index != pg {
                     errors.push(format!(
