@@ -77,6 +77,10 @@ enum Command {
         /// Compute the answers and show each step.
         #[arg(short = 'c', long = "compute")]
         compute: bool,
+        /// For multi: walk the page tables of a real machine (i386, sv39, x86-64 or la57)
+        /// instead of the small two-level ones; entries show as that hardware stores them.
+        #[arg(long, short = 'g')]
+        geometry: Option<String>,
     },
     /// Measure the model side by side with the real hardware and kernel, and print a
     /// table: model, real, ratio, target, met.
@@ -167,11 +171,28 @@ fn dispatch(cli: Cli) -> i32 {
             seed,
             count,
             compute,
+            geometry,
         } => match vmem::trainer::Mode::parse(&mode) {
             Some(m) => {
+                let geom = match geometry.as_deref() {
+                    None => None,
+                    Some(_) if m != vmem::trainer::Mode::MultiLevel => {
+                        return usage_error(&format!(
+                            "--geometry applies to multi-level exercises (-m multi), not `{mode}`"
+                        ))
+                    }
+                    Some(g) => match vmem::config::PagingGeometry::parse(g) {
+                        Some(geom) => Some(geom),
+                        None => {
+                            return usage_error(&format!(
+                                "unknown geometry `{g}`: use i386, sv39, x86-64 or la57"
+                            ))
+                        }
+                    },
+                };
                 print!(
                     "{}",
-                    vmem::trainer::generate(m, seed, count.min(1000)).render(compute)
+                    vmem::trainer::generate_with(m, geom, seed, count.min(1000)).render(compute)
                 );
                 EXIT_OK
             }

@@ -602,11 +602,12 @@ fn describe(e: &Event, in_mmap: bool, multi: bool) -> (usize, Style, String) {
             level,
             index,
             entry_pa,
-            entry,
+            raw,
+            ..
         } => (
             6,
             Style::Dim,
-            format!("{level}[{index:3}] @ {entry_pa} = {}", entry),
+            format!("{level}[{index:3}] @ {entry_pa} = {raw}"),
         ),
         Event::FaultBegin {
             va,
@@ -692,8 +693,8 @@ fn describe(e: &Event, in_mmap: bool, multi: bool) -> (usize, Style, String) {
                 from.0, to.0
             ),
         ),
-        Event::PteInstall { va, pte, .. } => {
-            (6, Style::Plain, format!("PTE for {va} := {}", pte))
+        Event::PteInstall { va, raw, .. } => {
+            (6, Style::Plain, format!("PTE for {va} := {raw}"))
         }
         Event::FaultAround { start, pages, .. } => (
             6,
@@ -753,9 +754,13 @@ pub fn signal_words(s: &Signal) -> String {
     )
 }
 
-fn pte_json(p: &Pte) -> Value {
+/// An entry as JSON: `raw` is the value in RAM in the machine's format (8 hex digits for
+/// i386, 16 otherwise), the flags are the decoded ones.
+fn pte_json(p: &Pte, raw: &vmem::hw::pte_format::RawPte) -> Value {
+    let digits = raw.format.entry_size() as usize * 2;
     json!({
-        "raw": format!("0x{:016x}", p.0),
+        "raw": format!("0x{:0digits$x}", raw.bits),
+        "format": raw.format.name(),
         "present": p.present(),
         "pfn": if p.has_frame() { Some(p.pfn().0) } else { None },
         "writable": p.writable(),
@@ -812,8 +817,9 @@ pub fn event_json(e: &Event) -> Value {
             index,
             entry_pa,
             entry,
+            raw,
         } => json!({"event": "walk_step", "level": level, "index": index,
-            "entry_pa": entry_pa.0, "entry": pte_json(entry)}),
+            "entry_pa": entry_pa.0, "entry": pte_json(entry, raw)}),
         Event::FaultBegin {
             pid,
             va,
@@ -851,11 +857,11 @@ pub fn event_json(e: &Event) -> Value {
         Event::CowCopy { pid, va, from, to } => {
             json!({"event": "cow_copy", "pid": pid.0, "va": va.0, "from": from.0, "to": to.0})
         }
-        Event::PteInstall { pid, va, pte } => {
-            json!({"event": "pte_install", "pid": pid.0, "va": va.0, "pte": pte_json(pte)})
+        Event::PteInstall { pid, va, pte, raw } => {
+            json!({"event": "pte_install", "pid": pid.0, "va": va.0, "pte": pte_json(pte, raw)})
         }
         Event::PmdInstall { pid, va, pmd } => {
-            json!({"event": "pmd_install", "pid": pid.0, "va": va.0, "pmd": pte_json(pmd)})
+            json!({"event": "pmd_install", "pid": pid.0, "va": va.0, "pmd": pte_json(pmd, &vmem::hw::pte_format::RawPte { format: vmem::hw::pte_format::PteFormat::X86_64, bits: pmd.0, leaf: false })})
         }
         Event::FaultAround { pid, start, pages } => {
             json!({"event": "fault_around", "pid": pid.0, "start": start.0, "pages": pages})

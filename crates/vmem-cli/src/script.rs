@@ -102,6 +102,10 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "transparent_hugepage",
         "2 MiB pages for anonymous memory: \"madvise\" (default: MADV_HUGEPAGE areas), \"always\" or \"never\"",
     ),
+    (
+        "geometry",
+        "paging hardware: \"x86-64\" (default), \"la57\" (5-level), \"i386\" (32-bit two-level, no NX, 3 GiB user space) or \"sv39\" (RISC-V)",
+    ),
 ];
 
 /// Applies one setting (`raw` as written: `16`, `0x10000`, `clock`), checking its range.
@@ -138,6 +142,12 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
                 ))
             }
         };
+        return Ok(());
+    }
+    if key == "geometry" {
+        let name = raw.trim().trim_matches('"');
+        cfg.geometry = vmem::config::PagingGeometry::parse(name)
+            .ok_or_else(|| format!("geometry = {raw:?}: expected x86-64, la57, i386 or sv39"))?;
         return Ok(());
     }
     if !CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
@@ -1551,7 +1561,7 @@ fn register_process(engine: &mut Engine) {
     });
     engine.register_fn("pte", |p: &mut Proc, addr: INT| -> String {
         let pid = p.pid;
-        p.st.with_kernel(|k| k.pte_of(pid, VirtAddr(addr as u64)).to_string())
+        p.st.with_kernel(|k| k.raw_pte_of(pid, VirtAddr(addr as u64)).to_string())
     });
     engine.register_fn("pmd", |p: &mut Proc, addr: INT| -> String {
         let pid = p.pid;

@@ -524,3 +524,65 @@ fn translate_exercises_are_seeded_and_answered_with_c() {
     assert_eq!(bad.status.code(), Some(3));
     assert!(stderr(&bad).contains("unknown translation mode"));
 }
+
+#[test]
+fn translate_walks_real_geometries_with_their_own_entries() {
+    let o = run(&[
+        "translate",
+        "-m",
+        "multi",
+        "--geometry",
+        "i386",
+        "-s",
+        "1",
+        "-c",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("ARG geometry i386"), "{text}");
+    // 4-byte entries: 8 hex digits, e.g. "[154] 0x0001a007  -> frame 0x1a".
+    assert!(text.contains("[154] 0x0001a007  -> frame 0x1a"), "{text}");
+    assert!(text.contains("PTE index 0x18e"), "{text}");
+    let o = run(&["translate", "-m", "multi", "-g", "sv39", "-s", "1", "-c"]);
+    let text = stdout(&o);
+    assert!(text.contains("PMD index 0x134"), "{text}");
+    assert!(text.contains("(ppn 0x28 DA-U-WRV)"), "{text}");
+    let bad = run(&["translate", "-m", "multi", "--geometry", "vax"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(stderr(&bad).contains("unknown geometry `vax`"));
+    let bad = run(&["translate", "-m", "seg", "--geometry", "i386"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(stderr(&bad).contains("applies to multi-level exercises"));
+}
+
+#[test]
+fn scripts_run_on_an_i386_machine() {
+    let o = run_script(
+        "i386.rhai",
+        r#"
+machine(#{geometry: "i386"});
+let p = spawn();
+let a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0).addr;
+p.store_u64(a, 42);
+print(`top ${a < 0xc0000000}`);
+print(p.pte(a));
+"#,
+        &[],
+    );
+    assert_ok(&o);
+    let text = stdout(&o);
+    assert!(
+        text.contains("top true"),
+        "mapped below the 3G split: {text}"
+    );
+    // The PTE prints as the 4-byte hardware entry: frame << 12 | D A U W P.
+    let line = text.lines().find(|l| l.contains("(pfn 0x")).unwrap_or("");
+    assert!(
+        line.starts_with("0x") && line.contains("067 (pfn 0x"),
+        "{text}"
+    );
+    assert_eq!(line.split_whitespace().next().unwrap().len(), 10, "{line}");
+    let o = run_script("bad.rhai", "machine(#{geometry: \"pdp11\"});\n", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected x86-64, la57, i386 or sv39"));
+}

@@ -1,13 +1,19 @@
-//! Side-by-side timings: this crate's pager (both deliveries) against the kernel's own
-//! `mmap` of the same cached file, and against `pread`.
+//! Side-by-side timings: this crate's pager against the kernel's own `mmap` of the same
+//! file, and against `pread`, in one run.
 //!
 //! ```sh
-//! cargo run --release -p vmem-uffd --example bench            # 64 MiB file, a few seconds
-//! cargo run --release -p vmem-uffd --example bench -- 256     # file size in MiB
+//! cargo run --release -p vmem-uffd --example bench            # 256 MiB file, about a minute
+//! cargo run --release -p vmem-uffd --example bench -- 64      # file size in MiB
 //! ```
 //!
-//! Every row is the best of a few runs, each on a fresh mapping (cold page tables) over a
-//! file already in the page cache. Ratios are "how many times the kernel's time".
+//! Part 1, fault delivery: per-fault cost of signal and thread delivery, and latency
+//! percentiles, over the file in the page cache. Part 2: scattered writes then a durable
+//! flush against `msync(MS_SYNC)`, with the bytes the block device wrote.
+//! Part 3, the matrix: sequential scans and random 8-byte reads, with the file in the page
+//! cache (warm) and after dropping it (`fdatasync` + `posix_fadvise(DONTNEED)`: cold), with
+//! the pager's 4 KiB and 64 KiB pages, from 1 and 2 threads. Every cell is the best of a
+//! few runs, each on a fresh mapping. The kernel's cold random reads use `MADV_RANDOM`
+//! (without it, each fault reads `read_ahead_kb` around the page).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -19,6 +25,8 @@ use vmem_uffd::{Delivery, MapOptions};
 
 const PAGE: usize = 4096;
 const RUNS: usize = 3;
+/// Runs per cell of a cold case (each reads the file from storage).
+const COLD_RUNS: usize = 3;
 
 /// The kernel's mapping of a file, unmapped on drop.
 struct KernelMap {
@@ -121,9 +129,13 @@ fn minor_faults() -> i64 {
     }
 }
 
-fn best<T>(mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+fn best<T>(f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+    best_of(RUNS, f)
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
     let mut out = f();
-    for _ in 1..RUNS {
+    for _ in 1..runs {
         let r = f();
         if r.0 < out.0 {
             out = r;
@@ -176,13 +188,223 @@ fn row(name: &str, values: &[(&str, f64)], unit: &str, base: f64) {
     println!();
 }
 
+/// Drops the file's pages from the page cache (they are clean: written back first).
+fn drop_cache(file: &std::fs::File) {
+    file.sync_data().expect("fdatasync");
+    // SAFETY: posix_fadvise on our own descriptor; DONTNEED only drops clean cached pages.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0, "posix_fadvise");
+}
+
+/// Reads the whole file once, so that it is in the page cache.
+fn warm_cache(file: &std::fs::File, len: usize) {
+    let mut buf = vec![0u8; 1 << 20];
+    for off in (0..len).step_by(buf.len()) {
+        let n = buf.len().min(len - off);
+        file.read_exact_at(&mut buf[..n], off as u64).unwrap();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    Scan,
+    Random,
+}
+
+/// Runs `work` over `s` from `threads` threads: a scan splits the bytes into contiguous
+/// parts, random reads split the count (each thread reads all over `s`).
+fn on_slice(s: &[u8], work: Work, threads: usize, reads: usize) -> u64 {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                sc.spawn(move || match work {
+                    Work::Scan => {
+                        let part = s.len() / threads / PAGE * PAGE;
+                        let end = if t + 1 == threads {
+                            s.len()
+                        } else {
+                            (t + 1) * part
+                        };
+                        scan(&s[t * part..end])
+                    }
+                    Work::Random => random_reads(s, reads / threads, 7 + t as u64),
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+/// The same work through `pread`: scans in `chunk`-byte reads, random reads of 8 bytes.
+fn on_pread(
+    file: &std::fs::File,
+    len: usize,
+    work: Work,
+    threads: usize,
+    reads: usize,
+    chunk: usize,
+) -> u64 {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                sc.spawn(move || match work {
+                    Work::Scan => {
+                        let part = len / threads / PAGE * PAGE;
+                        let end = if t + 1 == threads {
+                            len
+                        } else {
+                            (t + 1) * part
+                        };
+                        let mut b = vec![0u8; chunk];
+                        let mut sum = 0u64;
+                        let mut off = t * part;
+                        while off < end {
+                            let n = chunk.min(end - off);
+                            file.read_exact_at(&mut b[..n], off as u64).unwrap();
+                            sum = sum.wrapping_add(scan(&b[..n]));
+                            off += n;
+                        }
+                        sum
+                    }
+                    Work::Random => {
+                        let mut x = 7 + t as u64;
+                        let mut sum = 0u64;
+                        let mut b = [0u8; 8];
+                        for _ in 0..reads / threads {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            file.read_exact_at(&mut b, (x % (len as u64 / 8)) * 8)
+                                .unwrap();
+                            sum = sum.wrapping_add(u64::from_ne_bytes(b));
+                        }
+                        sum
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+/// One row of the matrix: the three sides run in turn, round after round (so that a
+/// drift in the disk's speed hits them alike), the page cache made cold or warm before
+/// each run; the best time of each side.
+fn row3(
+    file: &std::fs::File,
+    len: usize,
+    cold: bool,
+    sides: &mut [&mut dyn FnMut() -> Duration; 3],
+) -> [Duration; 3] {
+    let runs = if cold { COLD_RUNS } else { RUNS };
+    let mut best = [Duration::MAX; 3];
+    for _ in 0..runs {
+        for (b, f) in best.iter_mut().zip(sides.iter_mut()) {
+            if cold {
+                drop_cache(file);
+            } else {
+                warm_cache(file, len);
+            }
+            *b = (*b).min(f());
+        }
+    }
+    best
+}
+
+fn matrix(file: &std::fs::File, len: usize) {
+    let warm_reads = 2_000_000;
+    let cold_reads = 5_000;
+    println!(
+        "{:<40} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "case (pager page, threads)", "kernel mmap", "pread", "vmem-uffd", "vs mmap", "vs pread"
+    );
+    for work in [Work::Scan, Work::Random] {
+        for cold in [false, true] {
+            let reads = if cold { cold_reads } else { warm_reads };
+            for threads in [1, 2] {
+                for page in [4 << 10, 64 << 10] {
+                    let mut kernel = || {
+                        let m = KernelMap::new(file, len);
+                        if work == Work::Random && cold {
+                            // SAFETY: advice on our own mapping; contents unchanged.
+                            unsafe { libc::madvise(m.ptr.cast(), len, libc::MADV_RANDOM) };
+                        }
+                        if work == Work::Random && !cold {
+                            black_box(scan(m.slice())); // map every page: measure the reads
+                        }
+                        let t = Instant::now();
+                        black_box(on_slice(m.slice(), work, threads, reads));
+                        t.elapsed()
+                    };
+                    let mut pread = || {
+                        let t = Instant::now();
+                        black_box(on_pread(file, len, work, threads, reads, page));
+                        t.elapsed()
+                    };
+                    let mut uffd = || {
+                        let m = MapOptions::new(file.try_clone().unwrap())
+                            .page_size(page)
+                            .map()
+                            .expect("userfaultfd mapping");
+                        if work == Work::Random && !cold {
+                            m.prefetch(0..len);
+                        }
+                        let t = Instant::now();
+                        black_box(on_slice(&m, work, threads, reads));
+                        t.elapsed()
+                    };
+                    let [kernel, pread, uffd] =
+                        row3(file, len, cold, &mut [&mut kernel, &mut pread, &mut uffd]);
+                    let unit = if work == Work::Scan {
+                        "GB/s"
+                    } else {
+                        "ns/read"
+                    };
+                    let v = |d: Duration| match work {
+                        Work::Scan => len as f64 / d.as_secs_f64() / 1e9,
+                        Work::Random => d.as_nanos() as f64 / reads as f64,
+                    };
+                    let name = format!(
+                        "{} {}, {} KiB, {} thr ({unit})",
+                        if work == Work::Scan {
+                            "scan"
+                        } else {
+                            "random 8 B"
+                        },
+                        if cold { "cold" } else { "warm" },
+                        page >> 10,
+                        threads
+                    );
+                    // Ratios are of times: above 1, the pager is slower.
+                    let rk = uffd.as_secs_f64() / kernel.as_secs_f64();
+                    let rp = uffd.as_secs_f64() / pread.as_secs_f64();
+                    println!(
+                        "{name:<40} {:>12.2} {:>12.2} {:>12.2} {:>8.2}x {:>8.2}x",
+                        v(kernel),
+                        v(pread),
+                        v(uffd),
+                        rk,
+                        rp
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "  (times are compared: \"vs mmap\" 1.30x = the pager took 1.3 times the kernel's time;\n   pread reads page-sized chunks for scans and 8 bytes for random reads; cold random:\n   {cold_reads} reads, the kernel's mapping with MADV_RANDOM; warm random: {warm_reads} reads over\n   pages already mapped on both sides)"
+    );
+}
+
 fn main() {
     let mib: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(64);
+        .unwrap_or(256);
     let len = mib << 20;
-    let mut tmp = tempfile::tempfile().expect("temp file");
+    let mut tmp =
+        tempfile::tempfile_in(std::env::var_os("TMPDIR").unwrap_or_else(|| "/var/tmp".into()))
+            .or_else(|_| tempfile::tempfile())
+            .expect("temp file");
     let chunk: Vec<u8> = (0..1 << 20)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -191,11 +413,10 @@ fn main() {
     }
     tmp.flush().unwrap();
     let file = tmp;
-    // Warm the page cache.
-    let mut buf = vec![0u8; 1 << 20];
-    for off in (0..len).step_by(buf.len()) {
-        file.read_exact_at(&mut buf, off as u64).unwrap();
-    }
+    println!(
+        "vmem-uffd bench: {mib} MiB file, signal delivery, default read-ahead ({} pages)\n",
+        vmem_uffd::DEFAULT_READ_AHEAD
+    );
     let uffd = |d: Delivery, ra: usize| {
         MapOptions::new(file.try_clone().unwrap())
             .delivery(d)
@@ -204,16 +425,16 @@ fn main() {
             .expect("userfaultfd mapping")
     };
     println!(
-        "vmem-uffd bench: {mib} MiB file in the page cache, 4 KiB pages, best of {RUNS}; (Nx) = N times the kernel's time"
+        "\nfault delivery, 4 KiB pages, file in the page cache, read-ahead off; (Nx) = N times the kernel's time"
     );
     println!(
         "{:<44} {:<28} {:<28} {:<28}",
         "", "kernel mmap", "uffd signal", "uffd threads"
     );
 
-    // 1. Read faults, one touch per 64 KiB. The pager (read-ahead off) takes one 4 KiB
-    //    fault per touch; the kernel maps a whole 64 KiB or more per fault (fault-around,
-    //    large folios), so it takes fewer: shown per touch.
+    // Read faults, one touch per 64 KiB. The pager (read-ahead off) takes one 4 KiB fault
+    // per touch; the kernel maps a whole 64 KiB or more per fault (fault-around, large
+    // folios), so it takes fewer: shown per touch.
     let touches = len / (64 << 10);
     let (tk, fk) = best(|| {
         let m = KernelMap::new(&file, len);
@@ -241,8 +462,8 @@ fn main() {
         kt,
     );
 
-    // 1b. Write faults on a private mapping: one 4 KiB fault per touch on both sides (the
-    //     kernel's do_cow_fault allocates and copies a page, as UFFDIO_COPY does).
+    // Write faults on a private mapping: one 4 KiB fault per touch on both sides (the
+    // kernel's do_cow_fault allocates and copies a page, as UFFDIO_COPY does).
     let (tk, fk) = best(|| {
         let m = KernelMap::writable(&file, len);
         let f0 = minor_faults();
@@ -271,7 +492,7 @@ fn main() {
         kw,
     );
 
-    // 2. Every page touched once, in order, no read-ahead: per-page cost.
+    // Every page touched once, in order: per-page cost.
     let pages = len / PAGE;
     let (tk, _) = best(|| {
         let m = KernelMap::new(&file, len);
@@ -291,144 +512,13 @@ fn main() {
         per_page.push(ns(t, pages));
     }
     row(
-        "every 4 KiB page once, read-ahead off",
+        "every 4 KiB page once, in order",
         &[("", kp), ("", per_page[0]), ("", per_page[1])],
         "ns",
         kp,
     );
 
-    // 3. Sequential scan (sum of u64 words), with the default read-ahead; GB/s shown as
-    //    ns per 4 KiB so that lower is better everywhere.
-    let (tk, _) = best(|| {
-        let m = KernelMap::new(&file, len);
-        let t = Instant::now();
-        black_box(scan(m.slice()));
-        (t.elapsed(), ())
-    });
-    let mut seq = Vec::new();
-    let mut ra_stats = Vec::new();
-    for d in [Delivery::Signal, Delivery::Threads] {
-        let (t, s) = best(|| {
-            let m = uffd(d, vmem_uffd::DEFAULT_READ_AHEAD);
-            let t = Instant::now();
-            black_box(scan(&m));
-            (t.elapsed(), m.stats())
-        });
-        seq.push(t);
-        ra_stats.push(s);
-    }
-    let (tp, _) = best(|| {
-        let mut b = vec![0u8; 128 << 10];
-        let t = Instant::now();
-        let mut sum = 0u64;
-        for off in (0..len).step_by(b.len()) {
-            file.read_exact_at(&mut b, off as u64).unwrap();
-            sum = sum.wrapping_add(scan(&b));
-        }
-        black_box(sum);
-        (t.elapsed(), ())
-    });
-    let gbs = |d: Duration| len as f64 / d.as_secs_f64() / 1e9;
-    row(
-        "sequential scan, ns per 4 KiB page",
-        &[
-            ("", ns(tk, pages)),
-            ("", ns(seq[0], pages)),
-            ("", ns(seq[1], pages)),
-        ],
-        "ns",
-        ns(tk, pages),
-    );
-    println!(
-        "{:<44} kernel mmap {:.2} GB/s, uffd signal {:.2} GB/s, uffd threads {:.2} GB/s, pread(128 KiB) {:.2} GB/s ({:.2}x)",
-        "  as throughput",
-        gbs(tk),
-        gbs(seq[0]),
-        gbs(seq[1]),
-        gbs(tp),
-        tp.as_secs_f64() / tk.as_secs_f64()
-    );
-    println!(
-        "{:<44} signal: {} faults, {} pages read ahead; threads: {} faults, {} read ahead",
-        "  pager read-ahead",
-        ra_stats[0].faults,
-        ra_stats[0].readahead_pages,
-        ra_stats[1].faults,
-        ra_stats[1].readahead_pages
-    );
-
-    // 4. Random 8-byte reads on a cold mapping (most are faults), then warm.
-    let n = (len / PAGE).min(50_000);
-    let (tk, _) = best(|| {
-        let m = KernelMap::new(&file, len);
-        let t = Instant::now();
-        black_box(random_reads(m.slice(), n, 7));
-        (t.elapsed(), ())
-    });
-    let mut cold = Vec::new();
-    for d in [Delivery::Signal, Delivery::Threads] {
-        let (t, _) = best(|| {
-            let m = uffd(d, vmem_uffd::DEFAULT_READ_AHEAD);
-            let t = Instant::now();
-            black_box(random_reads(&m, n, 7));
-            (t.elapsed(), ())
-        });
-        cold.push(ns(t, n));
-    }
-    row(
-        &format!("random 8-byte reads, cold ({n})"),
-        &[("", ns(tk, n)), ("", cold[0]), ("", cold[1])],
-        "ns",
-        ns(tk, n),
-    );
-    let (tp, _) = best(|| {
-        let t = Instant::now();
-        let mut x = 7u64;
-        let mut sum = 0u64;
-        let mut b = [0u8; 8];
-        for _ in 0..n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            file.read_exact_at(&mut b, (x % (len as u64 / 8)) * 8)
-                .unwrap();
-            sum = sum.wrapping_add(u64::from_ne_bytes(b));
-        }
-        black_box(sum);
-        (t.elapsed(), ())
-    });
-    println!(
-        "{:<44} pread(8 bytes) {:.1} ns per read",
-        "  the same reads with pread",
-        ns(tp, n)
-    );
-    let warm_n = 2_000_000;
-    let km = KernelMap::new(&file, len);
-    black_box(scan(km.slice()));
-    let (tk, _) = best(|| {
-        let t = Instant::now();
-        black_box(random_reads(km.slice(), warm_n, 9));
-        (t.elapsed(), ())
-    });
-    let mut warm = Vec::new();
-    for d in [Delivery::Signal, Delivery::Threads] {
-        let m = uffd(d, vmem_uffd::DEFAULT_READ_AHEAD);
-        m.prefetch(0..len);
-        let (t, _) = best(|| {
-            let t = Instant::now();
-            black_box(random_reads(&m, warm_n, 9));
-            (t.elapsed(), ())
-        });
-        warm.push(ns(t, warm_n));
-    }
-    row(
-        &format!("random 8-byte reads, warm ({warm_n})"),
-        &[("", ns(tk, warm_n)), ("", warm[0]), ("", warm[1])],
-        "ns",
-        ns(tk, warm_n),
-    );
-
-    // 5. Fault latency, one fault timed at a time (read-ahead off), as percentiles.
+    // Fault latency, one fault timed at a time, as percentiles.
     let mut lat = Vec::new();
     for d in [Delivery::Signal, Delivery::Threads] {
         let m = uffd(d, 0);
@@ -453,9 +543,18 @@ fn main() {
         "{:<44} signal: {}; threads: {}",
         "single 4 KiB fault latency", lat[0], lat[1]
     );
+    let faster = if per_fault[0] <= per_fault[1] {
+        "signal"
+    } else {
+        "threads"
+    };
+    println!(
+        "fault delivery: signal {:.0} ns, threads {:.0} ns per 4 KiB read fault ({:.0} / {:.0} ns per write fault) -> {faster} is faster; the default is signal",
+        per_fault[0], per_fault[1], wf[0], wf[1]
+    );
 
-    // 6. Random 8-byte writes, then a durable flush: the kernel's msync(MS_SYNC) writes
-    //    back whole (possibly large) folios; the pager writes back its 4 KiB pages.
+    // Random 8-byte writes, then a durable flush: the kernel's msync(MS_SYNC) writes back
+    // whole (possibly large) folios; the pager writes back its 4 KiB pages.
     let writes = 20_000;
     let kernel_w = {
         let km = KernelMap::with_flags(
@@ -493,8 +592,7 @@ fn main() {
         )
     };
     println!(
-        "{:<44} kernel mmap+msync: {:.1} ms, {:.1} MB to storage; uffd flush: {:.1} ms ({:.2}x), pager wrote {:.1} MB, {:.1} MB to storage",
-        format!("{writes} random 8-byte writes + durable flush"),
+        "\n{writes} random 8-byte writes + durable flush: kernel mmap+msync {:.1} ms, {:.1} MB to storage; vmem-uffd flush {:.1} ms ({:.2}x), pager wrote {:.1} MB, {:.1} MB to storage",
         kernel_w.0.as_secs_f64() * 1e3,
         kernel_w.1 as f64 / 1e6,
         uffd_w.0.as_secs_f64() * 1e3,
@@ -503,17 +601,8 @@ fn main() {
         uffd_w.1 as f64 / 1e6
     );
     println!(
-        "{:<44} (storage bytes: sectors the block device wrote during the flush, journal included:\n{:<44} msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied)",
-        "", ""
+        "  (storage bytes: sectors the block device wrote during the flush, journal included:\n   msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied;\n   the file was written just before, so its page cache holds the large folios write() made)\n"
     );
 
-    let faster = if per_fault[0] <= per_fault[1] {
-        "signal"
-    } else {
-        "threads"
-    };
-    println!(
-        "\nfault delivery: signal {:.0} ns, threads {:.0} ns per 4 KiB read fault ({:.0} / {:.0} ns per write fault) -> {faster} is faster; the default is signal",
-        per_fault[0], per_fault[1], wf[0], wf[1]
-    );
+    matrix(&file, len);
 }

@@ -43,6 +43,20 @@
 //!   takes on the program's behalf (a `read(2)` into the mapping), which signal delivery
 //!   cannot (they fail with `EFAULT` there).
 //!
+//! # Stores that are files
+//!
+//! When the store is a real file ([`Store::backing_file`]), the pager maps the file twice,
+//! read-only, and fills pages with one `UFFDIO_COPY` straight out of the kernel's page
+//! cache (no `pread` into a buffer first: one copy per page, not two). Scattered faults
+//! copy from a `MADV_RANDOM` window, so a cold page costs one read of that page, as with
+//! the kernel's own `MADV_RANDOM` mapping. Sequential streams copy from a window with the
+//! kernel's default read-around, and a read-ahead thread faults that window in 16 MiB
+//! ahead of them (then unmaps it again): the kernel reads the file for us exactly as it
+//! does for its own mappings — large folios, `read_ahead_kb` requests, asynchronous — while
+//! the program's threads only copy. Measured by `examples/bench.rs`: a cold sequential scan
+//! runs at the disk's speed like the kernel's mapping (0.98-1.03x its time); cached data
+//! costs 3.4-4.4 µs per 4 KiB fault.
+//!
 //! Clean pages are installed write-protected; the first write to one lifts the protection
 //! and marks it dirty. Write-back (flush, eviction, drop) protects the page again *before*
 //! copying it, so a concurrent write either lands before the copy or faults and waits.
@@ -291,6 +305,7 @@ impl Error {
 #[derive(Clone)]
 pub struct MapOptions {
     store: Arc<dyn Store>,
+    offset: u64,
     length: Option<u64>,
     page_size: Option<usize>,
     shared: bool,
@@ -304,6 +319,7 @@ pub struct MapOptions {
 impl fmt::Debug for MapOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapOptions")
+            .field("offset", &self.offset)
             .field("length", &self.length)
             .field("page_size", &self.page_size)
             .field("shared", &self.shared)
@@ -333,6 +349,7 @@ impl MapOptions {
     pub fn from_arc(store: Arc<dyn Store>) -> MapOptions {
         MapOptions {
             store,
+            offset: 0,
             length: None,
             page_size: None,
             shared: false,
@@ -344,8 +361,15 @@ impl MapOptions {
         }
     }
 
-    /// The mapping's length in bytes (default: the store's length when mapped). Longer
-    /// than the store: the pages past its end raise SIGBUS.
+    /// The byte of the store the mapping starts at, as `mmap`'s offset (default 0): a
+    /// multiple of the page size. Byte `i` of the mapping is byte `offset + i` of the store.
+    pub fn offset(mut self, bytes: u64) -> Self {
+        self.offset = bytes;
+        self
+    }
+
+    /// The mapping's length in bytes (default: the store's length when mapped, less the
+    /// offset). Longer than the store: the pages past its end raise SIGBUS.
     pub fn length(mut self, bytes: u64) -> Self {
         self.length = Some(bytes);
         self
@@ -426,10 +450,19 @@ impl MapOptions {
             op: "reading the store's length",
             source,
         })?;
+        if self.offset % page_size as u64 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "offset {}: must be a multiple of the page size ({page_size})",
+                self.offset
+            )));
+        }
+        // The store as this mapping sees it: from the offset on.
+        let store_len = store_len.saturating_sub(self.offset);
         let len = self.length.unwrap_or(store_len);
         if len == 0 {
             return Err(Error::InvalidArgument(
-                "length 0 (an empty store needs an explicit length)".into(),
+                "length 0 (an empty store, or an offset at or past its end, needs an explicit length)"
+                    .into(),
             ));
         }
         let len = usize::try_from(len)
@@ -519,8 +552,30 @@ impl MapOptions {
             Delivery::Signal => (2 * ncpu).max(4),
             Delivery::Threads => self.fillers + 2,
         };
+        // A store that is a real file is read through windows onto the file: each fill is
+        // one UFFDIO_COPY straight from the page cache (no pread into a buffer first).
+        // Scattered faults copy from a MADV_RANDOM window (the kernel reads just the
+        // page); sequential streams copy from a window with the kernel's read-around,
+        // which the read-ahead thread populates ahead of them.
+        // A file that cannot be mapped (opened write-only, a file system without mmap) is
+        // read through the store instead, as any other store is.
+        let window = |advice| -> Option<Region> {
+            let file = self.store.backing_file().filter(|_| served > 0)?;
+            let w = Region::file_window(file, self.offset, served).ok()?;
+            // SAFETY: the window is ours and read-only; advice changes no contents.
+            unsafe { w.madvise(0, served, advice) }.ok()?;
+            // SAFETY: as above.
+            unsafe { w.madvise(0, served, libc::MADV_DONTFORK) }.ok()?;
+            Some(w)
+        };
+        let source = window(libc::MADV_RANDOM);
+        let source_seq = source
+            .as_ref()
+            .filter(|_| read_ahead > 0)
+            .and_then(|_| window(libc::MADV_NORMAL));
         let pager = Pager::new(pager::Config {
             store: Arc::clone(&self.store),
+            store_offset: self.offset,
             region,
             len,
             served,
@@ -534,6 +589,8 @@ impl MapOptions {
             uffd,
             poison,
             delivery,
+            source,
+            source_seq,
         })
         .map_err(io("allocating the pager"))?;
         let pager = Arc::new(pager);
@@ -541,9 +598,16 @@ impl MapOptions {
             pager,
             registration: None,
             fillers: None,
+            readahead: None,
             delivery,
             closed: false,
         };
+        if mapping.pager.wants_read_ahead_thread() {
+            mapping.readahead = Some(
+                threads::ReadAheadThread::start(&mapping.pager)
+                    .map_err(io("starting the read-ahead thread"))?,
+            );
+        }
         match delivery {
             Delivery::Signal => {
                 mapping.registration = Some(
@@ -611,6 +675,7 @@ pub struct Mapping {
     pager: Arc<Pager>,
     registration: Option<signal::Registration>,
     fillers: Option<threads::Fillers>,
+    readahead: Option<threads::ReadAheadThread>,
     delivery: Delivery,
     closed: bool,
 }
@@ -644,8 +709,8 @@ impl Mapping {
         false
     }
 
-    /// Bytes of the mapping that hold the store's data (the store's length at map time, at
-    /// most [`Mapping::len`]). The rest of that last system page reads as zero; touching
+    /// Bytes of the mapping that hold the store's data (the store's length at map time less
+    /// the offset, at most [`Mapping::len`]). The rest of that last system page reads as zero; touching
     /// past it raises SIGBUS.
     pub fn valid_len(&self) -> usize {
         self.pager.data_end() as usize
@@ -741,5 +806,6 @@ impl Drop for Mapping {
         // Stop serving (wait out handlers, join fillers) before the memory goes.
         drop(self.registration.take());
         drop(self.fillers.take());
+        drop(self.readahead.take());
     }
 }

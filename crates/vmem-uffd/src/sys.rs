@@ -157,6 +157,35 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// Sleeps while `word` holds `expected` (`FUTEX_WAIT_PRIVATE`); returns on a wake-up, a
+/// signal, or at once if the value differs.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: the futex word is a live, aligned u32 of this process; no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+/// Wakes up to `count` threads sleeping on `word` (`FUTEX_WAKE_PRIVATE`).
+/// Async-signal-safe: one system call.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32, count: i32) {
+    // SAFETY: the futex word is a live, aligned u32 of this process.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            count,
+        )
+    };
+}
+
 /// The system page size (`sysconf(_SC_PAGESIZE)`).
 pub fn system_page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -415,6 +444,30 @@ impl Region {
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Region { ptr: p.cast(), len })
+    }
+
+    /// Maps `len` bytes of `file` from `offset` (a multiple of the system page) read-only
+    /// and shared: a window onto the kernel's page cache of the file (pages wholly past
+    /// its end raise SIGBUS on touch).
+    pub fn file_window(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Region> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: a new read-only mapping at an address the kernel chooses; no existing
+        // memory is affected, and nobody can write through it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset,
             )
         };
         if p == libc::MAP_FAILED {

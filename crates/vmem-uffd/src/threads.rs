@@ -62,6 +62,37 @@ impl Drop for Fillers {
     }
 }
 
+/// The read-ahead thread of a mapping over a file store: it starts the reads that
+/// sequential faults ask for ahead of themselves ([`Pager::read_ahead_thread`]), so that
+/// the faulting thread only copies. Dropping stops and joins it.
+#[derive(Debug)]
+pub(crate) struct ReadAheadThread {
+    pager: Arc<Pager>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReadAheadThread {
+    pub(crate) fn start(pager: &Arc<Pager>) -> io::Result<ReadAheadThread> {
+        let p = Arc::clone(pager);
+        let thread = std::thread::Builder::new()
+            .name("vmem-uffd-readahead".into())
+            .spawn(move || p.read_ahead_thread())?;
+        Ok(ReadAheadThread {
+            pager: Arc::clone(pager),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ReadAheadThread {
+    fn drop(&mut self) {
+        self.pager.stop_read_ahead();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn run(pager: &Pager, stop: libc::c_int) {
     let uffd = pager.uffd().raw();
     let mut msgs = [UffdMsg::default(); 16];

@@ -158,3 +158,63 @@ fn options_are_checked() {
         .unwrap();
     assert_eq!((m.len(), m.valid_len()), (8192, 0));
 }
+
+#[test]
+fn an_offset_maps_the_store_from_that_byte_as_mmap_does() {
+    use std::os::unix::fs::FileExt;
+    with_timeout(60, || {
+        let data = pattern(1 << 20);
+        let file = file_with(&data);
+        for page in [4096, 64 << 10] {
+            let off = 3 * page;
+            let stores: [(&str, std::sync::Arc<dyn vmem_uffd::Store>); 2] = [
+                ("file", std::sync::Arc::new(file.reopen().unwrap())),
+                ("memory", std::sync::Arc::new(MemStore::new(data.clone()))),
+            ];
+            for (kind, store) in stores {
+                let what = format!("{kind} store, page {page}");
+                let mut map = MapOptions::from_arc(store.clone())
+                    .page_size(page)
+                    .offset(off as u64)
+                    .shared()
+                    .map()
+                    .unwrap();
+                assert_eq!(
+                    map.len(),
+                    data.len() - off,
+                    "{what}: runs to the store's end"
+                );
+                assert!(
+                    map[..] == data[off..],
+                    "{what}: byte i is store byte offset + i"
+                );
+                map[0] = !data[off];
+                map.flush().unwrap();
+                if kind == "file" {
+                    let mut b = [0u8; 2];
+                    file.as_file()
+                        .read_exact_at(&mut b, off as u64 - 1)
+                        .unwrap();
+                    assert_eq!(
+                        b,
+                        [data[off - 1], !data[off]],
+                        "{what}: the write landed at the offset"
+                    );
+                }
+            }
+            let e = MapOptions::new(file.reopen().unwrap())
+                .page_size(page)
+                .offset(page as u64 / 2)
+                .map()
+                .unwrap_err();
+            assert!(matches!(e, vmem_uffd::Error::InvalidArgument(_)), "{e}");
+            assert!(e.to_string().contains("multiple of the page size"), "{e}");
+            // Past the store's end: an explicit length maps pages that raise SIGBUS;
+            // without one there is nothing to map.
+            assert!(MapOptions::new(file.reopen().unwrap())
+                .offset(2 << 20)
+                .map()
+                .is_err());
+        }
+    });
+}

@@ -70,6 +70,30 @@ fn child(scenario: &str) {
         say("before");
         touch(&map, 3 * 4096 + 5);
         say("after");
+    } else if scenario.starts_with("truncated") {
+        // A file store is read through a window onto the file; truncated after mapping,
+        // a page wholly past the new end raises SIGBUS (as the kernel's own mapping would)
+        // and the pages before it still read right, whatever the page size.
+        let page = if scenario.contains("64k") {
+            64 << 10
+        } else {
+            4096
+        };
+        let data = pattern(1 << 20);
+        let file = file_with(&data);
+        let map = MapOptions::new(file.reopen().unwrap())
+            .page_size(page)
+            .read_ahead(0)
+            .delivery(delivery)
+            .map()
+            .unwrap();
+        file.as_file().set_len(3 * page as u64 + 100).unwrap();
+        assert_eq!(touch(&map, 5), data[5]);
+        assert_eq!(touch(&map, 2 * page + 7), data[2 * page + 7]);
+        assert_eq!(touch(&map, 3 * page + 99), data[3 * page + 99]);
+        say("before");
+        touch(&map, 5 * page + 1);
+        say("after");
     } else if scenario.starts_with("lying-store") {
         // The store claims 64 KiB but says "end of data" at 20000: not zeros, SIGBUS.
         let mut store = Hostile::new(MemStore::new(pattern(64 << 10)));
@@ -164,6 +188,24 @@ fn touching_past_the_end_of_the_store_raises_sigbus() {
         expect_sigbus(
             "touching_past_the_end_of_the_store_raises_sigbus",
             &format!("past-end-{d}"),
+        );
+    }
+}
+
+#[test]
+fn a_file_truncated_under_the_mapping_raises_sigbus_past_its_new_end() {
+    if let Some(s) = child_scenario() {
+        return child(&s);
+    }
+    for s in [
+        "truncated-signal",
+        "truncated-threads",
+        "truncated-64k-signal",
+        "truncated-64k-threads",
+    ] {
+        expect_sigbus(
+            "a_file_truncated_under_the_mapping_raises_sigbus_past_its_new_end",
+            s,
         );
     }
 }

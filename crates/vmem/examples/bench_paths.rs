@@ -10,6 +10,7 @@
 //!   faults), REPS times (mapped and unmapped around each rep, not counted).
 //! - `file`: one byte loaded per page of N pages of a MAP_SHARED mapping of a file that is
 //!   in the page cache (read faults with fault-around), REPS times.
+//! - `scan`: `Kernel::load` in 1 MiB chunks over the same mapping of N pages, REPS times.
 
 use std::hint::black_box;
 use vmem::consts::*;
@@ -106,6 +107,10 @@ fn anon(pages: u64, reps: u64) {
 }
 
 fn file(pages: u64, reps: u64) {
+    file_with(pages, reps, false)
+}
+
+fn file_with(pages: u64, reps: u64, scan: bool) {
     let bytes = pages * PAGE_SIZE;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cached");
@@ -126,7 +131,18 @@ fn file(pages: u64, reps: u64) {
             .mmap(p, VirtAddr(0), bytes, PROT_READ, MAP_SHARED, fd, 0)
             .expect("mmap");
         let mut sum = 0u64;
+        let mut buf = vec![0u8; MIB as usize];
         measured(&mut || {
+            if scan {
+                let mut off = 0;
+                while off < bytes {
+                    let n = MIB.min(bytes - off) as usize;
+                    k.load(p, va.add(off), &mut buf[..n]).expect("load");
+                    sum += u64::from(buf[n - 1]);
+                    off += MIB;
+                }
+                return;
+            }
             for i in 0..pages {
                 sum += k.load_u8(p, va.add(i * PAGE_SIZE)).expect("load") as u64;
             }
@@ -159,8 +175,9 @@ fn main() {
         "walk" => loads(256 * MIB, n),
         "anon" => anon(n, reps),
         "file" => file(n, reps),
+        "scan" => file_with(n, reps, true),
         m => {
-            eprintln!("unknown mode {m}: hit, walk, anon or file");
+            eprintln!("unknown mode {m}: hit, walk, anon, file or scan");
             std::process::exit(2);
         }
     }

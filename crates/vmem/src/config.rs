@@ -1,15 +1,24 @@
 //! Machine configuration.
 //!
 //! Owns [`MachineConfig`] (RAM size, TLB shape, paging geometry, the fault-path tunables)
-//! and [`PagingGeometry`]. The defaults are those of an x86-64 Linux box: 4-level paging,
-//! 48-bit virtual addresses, 4 KiB pages, 64 KiB fault-around, 128 KiB read-around.
+//! and [`PagingGeometry`] (the shape of the page tables, their entry format, and what
+//! follows from the architecture: the top of user space and where devices sit on the
+//! physical bus). The defaults are those of an x86-64 Linux box: 4-level paging, 48-bit
+//! virtual addresses, 4 KiB pages, 64 KiB fault-around, 128 KiB read-around.
 
-use crate::addr::PAGE_SHIFT;
+use crate::addr::{PhysAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::hw::phys::PhysMem;
+use crate::hw::pte::Pte;
+pub use crate::hw::pte_format::PteFormat;
 
-/// The shape of the page tables: how many levels and how many index bits per level.
+/// The shape of the page tables: how many levels, how many index bits per level, and the
+/// format of an entry.
 ///
-/// The walker and the kernel's page-table code read the geometry from here, so another
-/// geometry (5-level, Sv39, 32-bit two-level) is a new constructor, not a change to callers.
+/// The walker and the kernel's page-table code read the geometry from here, and every read
+/// or write of a table entry in RAM goes through it ([`PagingGeometry::read_pte`] and
+/// friends), so another geometry is a new constructor, not a change to callers. Machines:
+/// x86-64 4-level (the default) and 5-level, 32-bit x86 two-level (non-PAE i386) and
+/// RISC-V Sv39.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagingGeometry {
     /// Number of table levels (4 for x86-64 long mode).
@@ -18,6 +27,8 @@ pub struct PagingGeometry {
     pub bits_per_level: u32,
     /// log2 of the page size.
     pub page_shift: u32,
+    /// The hardware format of an entry (its size and bit layout).
+    pub format: PteFormat,
 }
 
 impl PagingGeometry {
@@ -26,6 +37,7 @@ impl PagingGeometry {
         levels: 4,
         bits_per_level: 9,
         page_shift: PAGE_SHIFT,
+        format: PteFormat::X86_64,
     };
 
     /// x86-64 with LA57: 5 levels of 512 entries, 57-bit virtual addresses, 4 KiB pages.
@@ -33,7 +45,123 @@ impl PagingGeometry {
         levels: 5,
         bits_per_level: 9,
         page_shift: PAGE_SHIFT,
+        format: PteFormat::X86_64,
     };
+
+    /// 32-bit x86 without PAE (i386): 2 levels (PGD, PTE) of 1024 four-byte entries,
+    /// 32-bit virtual and physical addresses, 4 KiB pages, no NX bit.
+    pub const I386: PagingGeometry = PagingGeometry {
+        levels: 2,
+        bits_per_level: 10,
+        page_shift: PAGE_SHIFT,
+        format: PteFormat::X86_32,
+    };
+
+    /// RISC-V Sv39: 3 levels (pgd, pmd, pte) of 512 eight-byte entries, 39-bit virtual
+    /// addresses, 4 KiB pages.
+    pub const SV39: PagingGeometry = PagingGeometry {
+        levels: 3,
+        bits_per_level: 9,
+        page_shift: PAGE_SHIFT,
+        format: PteFormat::Sv39,
+    };
+
+    /// The machine geometries by name: `x86-64` (4-level), `la57` (5-level), `i386`, `sv39`.
+    pub const NAMED: [(&'static str, PagingGeometry); 4] = [
+        ("x86-64", PagingGeometry::X86_64_4LEVEL),
+        ("la57", PagingGeometry::X86_64_5LEVEL),
+        ("i386", PagingGeometry::I386),
+        ("sv39", PagingGeometry::SV39),
+    ];
+
+    /// The geometry called `name` (see [`PagingGeometry::NAMED`]; `x86_64`, `x86-64-5level`
+    /// and `riscv-sv39` are accepted too).
+    pub fn parse(name: &str) -> Option<PagingGeometry> {
+        let name = match name {
+            "x86_64" | "x86-64-4level" | "amd64" => "x86-64",
+            "x86-64-5level" | "x86_64-5level" => "la57",
+            "x86" | "x86-32" | "ia32" => "i386",
+            "riscv-sv39" | "riscv64" => "sv39",
+            n => n,
+        };
+        Self::NAMED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, g)| *g)
+    }
+
+    /// The name of a machine geometry (`x86-64`, `la57`, `i386`, `sv39`), or `None` for
+    /// another shape (the trainer's small tables).
+    pub fn name(&self) -> Option<&'static str> {
+        Self::NAMED.iter().find(|(_, g)| g == self).map(|(n, _)| *n)
+    }
+
+    /// One past the highest user address (Linux `TASK_SIZE`): 128 TiB - 4 KiB with 4-level
+    /// x86-64 paging (`TASK_SIZE_MAX`), 64 PiB - 4 KiB with 5-level, 0xC000_0000 on i386
+    /// (the 3G/1G split, `PAGE_OFFSET`), 256 GiB on Sv39 (`TASK_SIZE_64 = PGDIR_SIZE *
+    /// PTRS_PER_PGD / 2`: the lower half of the sign-extended 39-bit space).
+    pub const fn task_size(&self) -> u64 {
+        match self.format {
+            PteFormat::X86_64 => (1u64 << (self.va_bits() - 1)) - PAGE_SIZE,
+            PteFormat::X86_32 => 0xc000_0000,
+            PteFormat::Sv39 => 1u64 << (self.va_bits() - 1),
+        }
+    }
+
+    /// Where the device (MMIO) window starts on the physical bus, which is also the most
+    /// RAM the machine can have: 1 TiB on 64-bit machines, 0xE000_0000 on i386 (a hole
+    /// below 4 GiB, as on a PC: 32-bit entries cannot name a frame above 4 GiB).
+    pub const fn mmio_base(&self) -> PhysAddr {
+        match self.format {
+            PteFormat::X86_32 => PhysAddr(0xe000_0000),
+            PteFormat::X86_64 | PteFormat::Sv39 => PhysAddr(crate::hw::phys::MMIO_BASE),
+        }
+    }
+
+    /// Bytes per table entry (8, or 4 for i386).
+    #[inline(always)]
+    pub const fn entry_size(&self) -> u64 {
+        self.format.entry_size()
+    }
+
+    /// The physical address of entry `index` of the table in frame `table`.
+    #[inline(always)]
+    pub const fn entry_addr(&self, table: crate::addr::Pfn, index: u64) -> PhysAddr {
+        PhysAddr((table.0 << PAGE_SHIFT) + (index << self.format.entry_shift()))
+    }
+
+    /// Reads the leaf entry at `pa` (see [`PteFormat::read_pte`]).
+    #[inline(always)]
+    pub fn read_pte(&self, phys: &PhysMem, pa: PhysAddr) -> Pte {
+        self.format.read_pte(phys, pa)
+    }
+
+    /// Writes the leaf entry `pte` at `pa` in the machine's format.
+    #[inline(always)]
+    pub fn write_pte(&self, phys: &mut PhysMem, pa: PhysAddr, pte: Pte) {
+        self.format.write_pte(phys, pa, pte)
+    }
+
+    /// Reads the upper-level entry at `pa` (see [`PteFormat::read_table`]).
+    #[inline(always)]
+    pub fn read_table(&self, phys: &PhysMem, pa: PhysAddr) -> Pte {
+        self.format.read_table(phys, pa)
+    }
+
+    /// Writes the upper-level entry `e` at `pa` in the machine's format.
+    #[inline(always)]
+    pub fn write_table(&self, phys: &mut PhysMem, pa: PhysAddr, e: Pte) {
+        self.format.write_table(phys, pa, e)
+    }
+
+    /// The leaf entry `pte` as the hardware stores it, for display.
+    pub fn raw_pte(&self, pte: Pte) -> crate::hw::pte_format::RawPte {
+        crate::hw::pte_format::RawPte {
+            format: self.format,
+            bits: self.format.encode_pte(pte),
+            leaf: true,
+        }
+    }
 
     /// Number of virtual address bits the tables translate.
     pub const fn va_bits(&self) -> u32 {
@@ -86,7 +214,7 @@ pub enum ThpMode {
 /// How the MMU turns the addresses a program uses into physical addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TranslationMode {
-    /// Page tables (x86-64 long mode).
+    /// Page tables (of the machine's paging geometry).
     #[default]
     Paging,
     /// Segments only: physical = base + offset after the limit check.

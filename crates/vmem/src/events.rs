@@ -7,6 +7,7 @@
 use crate::addr::{Pfn, PgOff, PhysAddr, VirtAddr};
 use crate::hw::mmu::Access;
 use crate::hw::pte::Pte;
+use crate::hw::pte_format::RawPte;
 use crate::process::Pid;
 use crate::signal::Signal;
 
@@ -119,8 +120,10 @@ pub enum Event {
         index: u64,
         /// Physical address of the entry.
         entry_pa: PhysAddr,
-        /// The entry's value.
+        /// The entry's value, decoded.
         entry: Pte,
+        /// The entry exactly as stored in RAM, in the machine's format.
+        raw: RawPte,
     },
     /// A page fault reached the kernel.
     FaultBegin {
@@ -201,6 +204,8 @@ pub enum Event {
         va: VirtAddr,
         /// New entry.
         pte: Pte,
+        /// The new entry as stored in RAM, in the machine's format.
+        raw: RawPte,
     },
     /// A PMD entry now maps a 2 MiB page itself.
     PmdInstall {
@@ -373,9 +378,10 @@ impl std::fmt::Display for Event {
                 level,
                 index,
                 entry_pa,
-                entry,
+                raw,
+                ..
             } => {
-                write!(f, "    {level}[{index:3}] @ {entry_pa} = {entry}")
+                write!(f, "    {level}[{index:3}] @ {entry_pa} = {raw}")
             }
             Event::FaultBegin {
                 pid,
@@ -436,7 +442,7 @@ impl std::fmt::Display for Event {
                 "    copy-on-write at {va}: frame 0x{:x} copied to frame 0x{:x}",
                 from.0, to.0
             ),
-            Event::PteInstall { va, pte, .. } => write!(f, "    PTE for {va} := {pte}"),
+            Event::PteInstall { va, raw, .. } => write!(f, "    PTE for {va} := {raw}"),
             Event::PmdInstall { va, pmd, .. } => write!(f, "    PMD for {va} := {pmd}"),
             Event::HugePageSplit { va, .. } => write!(
                 f,

@@ -181,8 +181,10 @@ impl Kernel {
             .max()
             .unwrap_or(VirtAddr(0));
         // The stack.
-        let stack_top = VirtAddr(STACK_TOP);
-        let stack_start = VirtAddr(STACK_TOP - STACK_INITIAL);
+        // The top of user space of a smaller geometry (i386: 0xC000_0000).
+        let top = STACK_TOP.min(self.task_size());
+        let stack_top = VirtAddr(top);
+        let stack_start = VirtAddr(top - STACK_INITIAL);
         let stack = Vma {
             start: stack_start,
             end: stack_top,

@@ -23,7 +23,7 @@ use crate::mm::Mm;
 use crate::process::{Pid, Process};
 use crate::signal::{BusCode, Signal};
 use crate::stats::Counters;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// The emulated machine and its kernel.
 pub struct Kernel {
@@ -38,6 +38,9 @@ pub struct Kernel {
     pub(crate) zero_pfn: Pfn,
     /// The huge zero page (512 zero frames on a 2 MiB boundary), made on first use.
     pub(crate) huge_zero: Option<Pfn>,
+    /// Huge PMDs mapped now, in all processes (0: the fault path skips the huge step for
+    /// areas that cannot get huge pages).
+    pub(crate) huge_pmds: u64,
     /// Counters of exited processes and of work no process caused.
     pub(crate) kstats: Counters,
     next_asid: u16,
@@ -60,6 +63,32 @@ pub struct Kernel {
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
     fast_path: bool,
+    /// The process whose TLB hits the short path counts in `hot` rather than in its own
+    /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
+    /// lookup. Folded into the process's counters when another process accesses memory
+    /// and when it exits; added in whenever counters are read.
+    hot_pid: u32,
+    hot_asid: crate::hw::tlb::Asid,
+    hot: HotCounts,
+}
+
+/// No process (`Kernel::hot_pid`).
+const NO_PID: u32 = u32::MAX;
+
+/// Counts of the TLB-hit short path not yet added to the process's [`Counters`].
+#[derive(Clone, Copy, Debug, Default)]
+struct HotCounts {
+    tlb_hits: u64,
+    mapped_loads: u64,
+    mapped_stores: u64,
+}
+
+impl HotCounts {
+    fn add_to(self, c: &mut Counters) {
+        c.tlb_hits += self.tlb_hits;
+        c.mapped_loads += self.mapped_loads;
+        c.mapped_stores += self.mapped_stores;
+    }
 }
 
 impl std::fmt::Debug for Kernel {
@@ -82,17 +111,28 @@ impl Default for Kernel {
 impl Kernel {
     /// Boots a machine.
     ///
-    /// Panics if the configured swap file cannot be created; [`Kernel::try_new`] reports
-    /// that as an error instead.
+    /// Panics if the configured swap file cannot be created or the RAM does not fit the
+    /// physical address map; [`Kernel::try_new`] reports that as an error instead.
     pub fn new(cfg: MachineConfig) -> Kernel {
         match Kernel::try_new(cfg) {
             Ok(k) => k,
-            Err(e) => panic!("vmem: cannot create the swap file: {e}"),
+            Err(e) => panic!("vmem: cannot boot the machine: {e}"),
         }
     }
 
-    /// Boots a machine, creating its swap file if it has swap.
+    /// Boots a machine, creating its swap file if it has swap. A RAM size that reaches the
+    /// geometry's device window (above 3.5 GiB on i386) is an `InvalidInput` error.
     pub fn try_new(cfg: MachineConfig) -> std::io::Result<Kernel> {
+        let mmio_base = cfg.geometry.mmio_base();
+        if cfg.ram_bytes > mmio_base.0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} bytes of RAM do not fit below the device window at {mmio_base}",
+                    cfg.ram_bytes
+                ),
+            ));
+        }
         static SWAP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let swap = if cfg.swap_bytes >= crate::addr::PAGE_SIZE {
             let path = cfg.swap_path.clone().unwrap_or_else(|| {
@@ -107,6 +147,7 @@ impl Kernel {
             None
         };
         let mut phys = PhysMem::with_prefault(cfg.ram_bytes, cfg.prefault_ram);
+        phys.set_mmio_base(mmio_base);
         phys.attach(Box::<crate::hw::device::Console>::default());
         phys.attach(Box::<crate::hw::device::Timer>::default());
         let zero_pfn = phys
@@ -125,6 +166,7 @@ impl Kernel {
             files: Vec::new(),
             zero_pfn,
             huge_zero: None,
+            huge_pmds: 0,
             kstats: Counters::default(),
             next_asid: 1,
             next_mm_id: 1,
@@ -140,6 +182,9 @@ impl Kernel {
             bus_log: Vec::new(),
             fast_path: false,
             clock: 0,
+            hot_pid: NO_PID,
+            hot_asid: 0,
+            hot: HotCounts::default(),
         };
         k.fast_path = k.fast_path_allowed();
         Ok(k)
@@ -160,7 +205,10 @@ impl Kernel {
     /// Whether TLB hits may skip the full translation path: paging, no observer, and no
     /// per-access clock (exact LRU).
     fn fast_path_allowed(&self) -> bool {
-        !self.segmented() && !self.events.enabled() && !self.access_clock
+        !self.segmented()
+            && !self.events.enabled()
+            && !self.access_clock
+            && self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64
     }
 
     /// Creates a process with an empty address space and no open files.
@@ -178,7 +226,7 @@ impl Kernel {
         self.procs.push(Some(Process {
             pid,
             mm: Mm {
-                vmas: BTreeMap::new(),
+                vmas: crate::mm::VmaTree::default(),
                 root,
                 asid,
                 id,
@@ -188,7 +236,7 @@ impl Kernel {
                 mmap_base: TASK_SIZE.min(self.task_size()) - (128 << 20),
                 start_brk: VirtAddr(0),
                 brk: VirtAddr(0),
-                thp: BTreeMap::new(),
+                thp: std::collections::BTreeMap::new(),
             },
             fds: Vec::new(),
             stats: Counters::default(),
@@ -204,11 +252,12 @@ impl Kernel {
         s
     }
 
-    /// One past the highest user address: 128 TiB with 4-level paging, 64 PiB with
-    /// 5-level (Linux `TASK_SIZE`). `mmap` still places mappings below 128 TiB unless a hint
-    /// asks for more, as Linux does.
+    /// One past the highest user address (Linux `TASK_SIZE`), from the paging geometry:
+    /// 128 TiB with 4-level paging, 64 PiB with 5-level, 3 GiB on i386, 256 GiB on Sv39
+    /// (see [`crate::config::PagingGeometry::task_size`]). `mmap` still places mappings
+    /// below 128 TiB unless a hint asks for more, as Linux does.
     pub fn task_size(&self) -> u64 {
-        (1u64 << (self.cfg.geometry.va_bits() - 1)) - crate::addr::PAGE_SIZE
+        self.cfg.geometry.task_size()
     }
 
     /// Live process ids.
@@ -304,7 +353,11 @@ impl Kernel {
 
     /// A process's counters.
     pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
-        Ok(self.proc_ref(pid)?.stats)
+        let mut c = self.proc_ref(pid)?.stats;
+        if pid.0 == self.hot_pid {
+            self.hot.add_to(&mut c);
+        }
+        Ok(c)
     }
 
     /// The machine's counters: every process, live or exited, plus the kernel's own.
@@ -313,7 +366,33 @@ impl Kernel {
         for p in self.procs.iter().flatten() {
             c += p.stats;
         }
+        // The hot process is alive (exit folds its counts first).
+        self.hot.add_to(&mut c);
         c
+    }
+
+    /// Adds the short path's pending counts to the hot process and makes `pid` (a live
+    /// process) the hot one.
+    #[cold]
+    #[inline(never)]
+    fn make_hot(&mut self, pid: Pid) {
+        self.fold_hot();
+        if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
+            self.hot_pid = pid.0;
+            self.hot_asid = p.mm.asid;
+        }
+    }
+
+    /// Adds the short path's pending counts to the hot process; no process is hot after.
+    fn fold_hot(&mut self) {
+        let hot = std::mem::take(&mut self.hot);
+        if let Some(Some(p)) = self.procs.get_mut(self.hot_pid as usize) {
+            hot.add_to(&mut p.stats);
+        }
+        self.hot_pid = NO_PID;
+        // No process has ASID 0: with no hot process, the short path's lookup misses and
+        // the full path answers (even for a pid equal to `NO_PID`).
+        self.hot_asid = 0;
     }
 
     /// Frames in use (allocated, including page tables, the zero page and frame 0).
@@ -363,7 +442,7 @@ impl Kernel {
         self.proc_ref(pid)
             .ok()
             .and_then(|p| pgtable::pmd_slot(&self.phys, &self.cfg.geometry, p.mm.root, va))
-            .map_or(Pte::NONE, |s| Pte(self.phys.read_u64(s)))
+            .map_or(Pte::NONE, |s| self.cfg.geometry.read_table(&self.phys, s))
     }
 
     /// The reference count of a frame (mappings plus page-cache membership).
@@ -398,16 +477,25 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, Signal> {
-        match self.mmu_translate(pid, va, access)? {
-            Ok(pa) => Ok(self.stamp_access(pa)),
-            Err(hw) => self.fault_and_retry(pid, va, access, hw),
+        // The entry format is chosen once, outside the retry loop (see `mmu::translate_as`).
+        if self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64 {
+            match self.mmu_translate::<true>(pid, va, access)? {
+                Ok(pa) => Ok(self.stamp_access(pa)),
+                Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw),
+            }
+        } else {
+            match self.mmu_translate::<false>(pid, va, access)? {
+                Ok(pa) => Ok(self.stamp_access(pa)),
+                Err(hw) => self.fault_and_retry::<false>(pid, va, access, hw),
+            }
         }
     }
 
     /// One MMU translation for `pid` (no fault handling); `Err` when the process does not
-    /// exist (any more): an access by it has no mapping at all.
+    /// exist (any more): an access by it has no mapping at all. `NATIVE`: x86-64 entries,
+    /// walked inline with no decoding.
     #[inline]
-    fn mmu_translate(
+    fn mmu_translate<const NATIVE: bool>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
@@ -423,7 +511,7 @@ impl Kernel {
             asid: p.mm.asid,
             root: p.mm.root,
         };
-        Ok(mmu::translate(
+        Ok(mmu::translate_as::<NATIVE>(
             &mut self.phys,
             &mut self.tlb,
             &self.cfg.geometry,
@@ -447,13 +535,21 @@ impl Kernel {
 
     /// Handles the fault `hw` the MMU reported for `access` at `va` and retries the
     /// translation, until it succeeds or the fault becomes a signal.
-    fn fault_and_retry(
+    #[inline(never)]
+    fn fault_and_retry<const NATIVE: bool>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
         mut hw: mmu::HwFault,
     ) -> Result<PhysAddr, Signal> {
+        // Without an NX bit the CPU cannot tell a fetch from a load, and Linux sees a read
+        // fault (non-PAE i386: PROT_READ implies executable).
+        let fault_access = if access == Access::Exec && !self.cfg.geometry.format.has_nx() {
+            Access::Read
+        } else {
+            access
+        };
         let mut tries = 0;
         loop {
             tries += 1;
@@ -469,8 +565,8 @@ impl Kernel {
                     },
                 ));
             }
-            self.handle_mm_fault(pid, va, access, hw)?;
-            match self.mmu_translate(pid, va, access)? {
+            self.handle_mm_fault(pid, va, fault_access, hw)?;
+            match self.mmu_translate::<NATIVE>(pid, va, access)? {
                 Ok(pa) => return Ok(self.stamp_access(pa)),
                 Err(h) => hw = h,
             }
@@ -500,7 +596,8 @@ impl Kernel {
             asid: p.mm.asid,
             root: p.mm.root,
         };
-        let r = mmu::translate_missed(
+        // The fast path runs only on x86-64 entries (`fast_path_allowed`).
+        let r = mmu::translate_missed::<true>(
             &mut self.phys,
             &mut self.tlb,
             &self.cfg.geometry,
@@ -519,7 +616,7 @@ impl Kernel {
                 }
                 self.stamp_access(pa)
             }
-            Err(hw) => self.fault_and_retry(pid, va, access, hw)?,
+            Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw)?,
         };
         Ok(Err(pa))
     }
@@ -536,15 +633,18 @@ impl Kernel {
         if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
             return None;
         }
-        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-            return None;
-        };
-        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
             // Any cached translation allows a load.
             Some(e) => {
                 let b = self.phys.ram_array::<N>(e.pa(va.page_offset()))?;
-                p.stats.tlb_hits += 1;
-                p.stats.mapped_loads += N as u64;
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_loads += N as u64;
                 Some(Ok(b))
             }
             None => Some(self.load_missed::<N>(pid, va)),
@@ -584,16 +684,19 @@ impl Kernel {
         if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
             return None;
         }
-        let Some(Some(p)) = self.procs.get_mut(pid.0 as usize) else {
-            return None;
-        };
-        match self.tlb.lookup(p.mm.asid, va.vpn()) {
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+            if pid.0 != self.hot_pid {
+                return None;
+            }
+        }
+        match self.tlb.lookup(self.hot_asid, va.vpn()) {
             Some(e) if mmu::tlb_allows(&e, Access::Write) => {
                 if !self.phys.ram_write_array(e.pa(va.page_offset()), b) {
                     return None;
                 }
-                p.stats.tlb_hits += 1;
-                p.stats.mapped_stores += N as u64;
+                self.hot.tlb_hits += 1;
+                self.hot.mapped_stores += N as u64;
                 Some(Ok(()))
             }
             Some(_) => None,
@@ -961,10 +1064,16 @@ impl Kernel {
     /// walk of `pid`'s tables during this fault: tables are only freed at exit, so it is
     /// still the entry for `va`); flushes the old translation.
     pub(crate) fn set_pte_at(&mut self, pid: Pid, va: VirtAddr, slot: PhysAddr, pte: Pte) {
-        self.phys.write_u64(slot, pte.0);
+        let geom = self.cfg.geometry;
+        geom.write_pte(&mut self.phys, slot, pte);
         let asid = self.live(pid).mm.asid;
         self.tlb.flush_page(asid, va.vpn());
-        self.events.emit(|| Event::PteInstall { pid, va, pte });
+        self.events.emit(|| Event::PteInstall {
+            pid,
+            va,
+            pte,
+            raw: geom.raw_pte(pte),
+        });
     }
 
     /// The physical address of the leaf entry for `va` in `pid`, if its tables exist.
@@ -991,7 +1100,7 @@ impl Kernel {
             start,
             end,
             &mut |phys, va, slot, pte| {
-                phys.write_u64(slot, 0);
+                geom.write_pte(phys, slot, Pte::NONE);
                 if pte.special() {
                     // A device page: nothing to release, but the TLB must forget it.
                     flush_only.push(va);
@@ -1046,6 +1155,9 @@ impl Kernel {
         }
         let geom = self.cfg.geometry;
         self.seg_release_all(pid);
+        if pid.0 == self.hot_pid {
+            self.fold_hot();
+        }
         let p = self.procs[pid.0 as usize].take().expect("checked above");
         pgtable::free_tables(&mut self.phys, &geom, p.mm.root);
         for v in p.mm.vmas.values() {

@@ -1,7 +1,7 @@
 //! # vmem — the emulated machine
 //!
-//! A machine with real RAM (one byte arena), an MMU that walks x86-64 page tables stored in
-//! that RAM, a TLB, and a Linux-like kernel whose memory manager implements `mmap` over
+//! A machine with real RAM (one byte arena), an MMU that walks page tables stored in that
+//! RAM (x86-64 by default; 32-bit x86 and RISC-V Sv39 as machine settings), a TLB, and a Linux-like kernel whose memory manager implements `mmap` over
 //! real files: demand paging, a shared page cache, copy-on-write, `msync`, `munmap`,
 //! `mprotect`, `madvise`, `mremap`, `mincore`, and the errno and signals Linux gives.
 //!
@@ -23,8 +23,9 @@
 //! ## Map of the modules
 //! - [`addr`]: typed addresses and page numbers. [`errno`], [`signal`]: what calls and
 //!   accesses return on failure. [`consts`]: the C constants. [`config`]: machine settings.
-//! - [`hw`]: the hardware — [`hw::phys`] (frames), [`hw::pte`] (entry format),
-//!   [`hw::walk`] (the walker), [`hw::tlb`], [`hw::mmu`]. It reports faults, never handles them.
+//! - [`hw`]: the hardware — [`hw::phys`] (frames), [`hw::pte`] (the kernel's entry),
+//!   [`hw::pte_format`] (the x86-64, i386 and Sv39 entries in RAM), [`hw::walk`] (the
+//!   walker), [`hw::tlb`], [`hw::mmu`]. It reports faults, never handles them.
 //! - [`mm`]: the memory manager — VMAs, one file per syscall, the fault handler, page tables.
 //! - [`cache`]: the page cache, read-around, write-back, truncation.
 //! - [`fs`]: inodes, open files, file syscalls, the [`fs::store::Store`] trait.

@@ -5,6 +5,11 @@
 //! a second implementation: each one is the emulated machine's own MMU walking the tables
 //! (`hw::walk`) or its segmentation unit (`hw::segment`), and the steps shown are the
 //! walker's events. The same seed always gives the same problem.
+//!
+//! Multi-level exercises come in two sizes: the default two levels of 16 entries (a 1 MiB
+//! address space that fits on a page), or the page tables of a real machine geometry
+//! ([`generate_with`]: i386, Sv39, x86-64 4- or 5-level), sparsely filled, whose entries
+//! are shown exactly as that hardware stores them (4-byte i386 PTEs, Sv39 PTEs).
 
 use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
 use crate::config::PagingGeometry;
@@ -13,6 +18,7 @@ use crate::events::{Event, Events, Recorder};
 use crate::hw::mmu::Access;
 use crate::hw::phys::{FrameFlags, PhysMem};
 use crate::hw::pte::Pte;
+use crate::hw::pte_format::PteFormat;
 use crate::hw::segment::{self, Segment, SEG_SHIFT};
 use crate::hw::walk::walk;
 use crate::mm::pgtable;
@@ -62,6 +68,9 @@ pub struct Problem {
     pub mode: Mode,
     /// The seed it came from.
     pub seed: u64,
+    /// The machine geometry of a multi-level exercise on real tables (`i386`, `sv39`,
+    /// `x86-64`, `la57`), or `None` for the small teaching tables.
+    pub geometry: Option<&'static str>,
     /// The machine state to work from (tables), as text.
     pub setup: String,
     /// The addresses to translate.
@@ -117,10 +126,58 @@ impl Paged {
                 let (slot, _) =
                     pgtable::pte_slot_alloc(&mut p.phys, &geom, root, VirtAddr(vpn << PAGE_SHIFT))
                         .expect("room");
-                p.phys.write_u64(slot, Pte::new(frame, flags).0);
+                geom.write_pte(&mut p.phys, slot, Pte::new(frame, flags));
             }
         }
         p
+    }
+
+    /// The tables of a real machine geometry: a few clusters of mapped pages scattered
+    /// over user space (filling 2^27 or more pages at a density would not fit in RAM),
+    /// with the A, D and NX bits a running Linux would leave in them.
+    fn sparse(geom: PagingGeometry, rng: &mut Rng) -> (Paged, Vec<u64>) {
+        let mut phys = PhysMem::new(512 << PAGE_SHIFT);
+        for _ in 0..rng.below(24) {
+            phys.alloc(FrameFlags::ANON);
+        }
+        let root = phys
+            .alloc_zeroed(FrameFlags::PAGE_TABLE)
+            .expect("small RAM has room");
+        let mut p = Paged { phys, geom, root };
+        let user_pages = geom.task_size() >> PAGE_SHIFT;
+        let mut windows = Vec::new();
+        for c in 0..3 {
+            // The first two clusters share a top-level entry half the time, so that a
+            // walk can reach a leaf table and find its entry empty.
+            let base = if c == 1 && rng.below(2) == 0 {
+                windows[0] + 16 * (1 + rng.below(4))
+            } else {
+                rng.below(user_pages / CLUSTER) * CLUSTER
+            };
+            windows.push(base);
+            let first = rng.below(CLUSTER);
+            for i in 0..CLUSTER {
+                if i != first && rng.below(100) >= 40 {
+                    continue;
+                }
+                let frame = p.phys.alloc(FrameFlags::ANON).expect("room");
+                let mut flags = Pte::PRESENT | Pte::USER | Pte::ACCESSED;
+                if rng.below(3) > 0 {
+                    flags |= Pte::WRITABLE;
+                    if rng.below(2) == 0 {
+                        flags |= Pte::DIRTY;
+                    }
+                }
+                if rng.below(4) > 0 {
+                    flags |= Pte::NX;
+                }
+                let va = VirtAddr((base + i) << PAGE_SHIFT);
+                let (slot, _) =
+                    pgtable::pte_slot_alloc(&mut p.phys, &geom, root, va).expect("room");
+                geom.write_pte(&mut p.phys, slot, Pte::new(frame, flags));
+            }
+        }
+        (p, windows)
     }
 
     /// The virtual page numbers that map a frame.
@@ -165,11 +222,12 @@ impl Paged {
                 level,
                 index,
                 entry_pa,
-                entry,
+                raw,
+                ..
             } = e
             {
                 steps.push(format!(
-                    "{level} index {index:#x} (entry at {entry_pa}) = {entry}"
+                    "{level} index {index:#x} (entry at {entry_pa}) = {raw}"
                 ));
             }
         }
@@ -208,13 +266,22 @@ impl Paged {
             );
             let mut children = Vec::new();
             for i in 0..p.geom.entries() {
-                let e = Pte(p.phys.read_u64(table.addr().add(i * 8)));
+                let pa = p.geom.entry_addr(table, i);
+                let e = if level == 0 {
+                    p.geom.read_pte(&p.phys, pa)
+                } else {
+                    p.geom.read_table(&p.phys, pa)
+                };
                 if e.present() {
                     let span = p.geom.span(level) >> PAGE_SHIFT;
+                    let bits = p.geom.format.read_raw(&p.phys, pa);
+                    let raw = match p.geom.format {
+                        PteFormat::X86_32 => format!("0x{bits:08x}"),
+                        _ => format!("0x{bits:016x}"),
+                    };
                     let _ = writeln!(
                         out,
-                        "  [{i:2}] 0x{:016x}  -> frame 0x{:x}{}{}",
-                        e.0,
+                        "  [{i:2}] {raw}  -> frame 0x{:x}{}{}",
                         e.pfn().0,
                         if level == 0 {
                             format!("  (VPN 0x{:x})", base + i)
@@ -227,6 +294,7 @@ impl Paged {
                             ""
                         }
                     );
+
                     if level > 0 {
                         children.push((e.pfn(), base + i * span));
                     }
@@ -320,23 +388,73 @@ fn seg_translate(t: &[Option<Segment>], la: u64, steps: &mut Vec<String>) -> Res
 
 /// Generates an exercise of `count` addresses from `seed`.
 pub fn generate(mode: Mode, seed: u64, count: usize) -> Problem {
+    generate_with(mode, None, seed, count)
+}
+
+/// Pages in one cluster of mapped pages of a real-geometry exercise.
+const CLUSTER: u64 = 16;
+
+/// Generates an exercise of `count` addresses from `seed`; with `geometry`, a multi-level
+/// exercise walks the tables of that machine geometry (e.g. [`PagingGeometry::I386`] or
+/// [`PagingGeometry::SV39`]) and shows its real entry values. Only [`Mode::MultiLevel`]
+/// uses `geometry`; the other modes have their own fixed tables.
+pub fn generate_with(
+    mode: Mode,
+    geometry: Option<PagingGeometry>,
+    seed: u64,
+    count: usize,
+) -> Problem {
     let mut rng = Rng::new(seed);
     let mut questions = Vec::new();
     let setup;
-    match mode {
-        Mode::Linear | Mode::MultiLevel => {
-            let geom = if mode == Mode::Linear {
-                PagingGeometry {
-                    levels: 1,
-                    bits_per_level: 4,
-                    page_shift: PAGE_SHIFT,
-                }
-            } else {
-                PagingGeometry {
-                    levels: 2,
-                    bits_per_level: 4,
-                    page_shift: PAGE_SHIFT,
-                }
+    let geometry = geometry.filter(|_| mode == Mode::MultiLevel);
+    match (mode, geometry) {
+        (Mode::MultiLevel, Some(geom)) => {
+            let (mut m, windows) = Paged::sparse(geom, &mut rng);
+            let f = geom.format;
+            setup = format!(
+                "{} paging: {} levels of {} {}-byte entries, page size 4 KiB, {}-bit virtual \
+                 addresses, user space below 0x{:x}\nentries are {} PTEs: {}\n{}",
+                geom.name().unwrap_or(f.name()),
+                geom.levels,
+                geom.entries(),
+                f.entry_size(),
+                geom.va_bits(),
+                geom.task_size(),
+                f.name(),
+                f.legend(),
+                m.dump()
+            );
+            for i in 0..count {
+                let mapped = m.mapped_vpns();
+                let va = match i % 3 {
+                    // A mapped page.
+                    0 if !mapped.is_empty() => {
+                        (mapped[rng.below(mapped.len() as u64) as usize] << PAGE_SHIFT)
+                            | rng.below(1 << PAGE_SHIFT)
+                    }
+                    // Near the mapped pages: the leaf table exists, the entry may not.
+                    1 => {
+                        let w = windows[rng.below(windows.len() as u64) as usize];
+                        ((w + rng.below(CLUSTER)) << PAGE_SHIFT) | rng.below(1 << PAGE_SHIFT)
+                    }
+                    // Anywhere in user space.
+                    _ => rng.below(geom.task_size()),
+                };
+                let (answer, steps) = m.translate(va, Access::Read);
+                questions.push(Question {
+                    addr: va,
+                    answer,
+                    steps,
+                });
+            }
+        }
+        (Mode::Linear | Mode::MultiLevel, _) => {
+            let geom = PagingGeometry {
+                levels: if mode == Mode::Linear { 1 } else { 2 },
+                bits_per_level: 4,
+                page_shift: PAGE_SHIFT,
+                format: PteFormat::X86_64,
             };
             let mut m = Paged::new(geom, &mut rng, if mode == Mode::Linear { 50 } else { 20 });
             setup = format!(
@@ -362,7 +480,7 @@ pub fn generate(mode: Mode, seed: u64, count: usize) -> Problem {
                 });
             }
         }
-        Mode::Segmentation => {
+        (Mode::Segmentation, _) => {
             let t = segment_table(&mut rng, 1 << 20);
             setup = format!(
                 "pure segmentation, logical address = segment << {SEG_SHIFT} | offset\n{}",
@@ -379,11 +497,12 @@ pub fn generate(mode: Mode, seed: u64, count: usize) -> Problem {
                 });
             }
         }
-        Mode::SegmentPaging => {
+        (Mode::SegmentPaging, _) => {
             let geom = PagingGeometry {
                 levels: 2,
                 bits_per_level: 4,
                 page_shift: PAGE_SHIFT,
+                format: PteFormat::X86_64,
             };
             let mut m = Paged::new(geom, &mut rng, 30);
             let t = segment_table(&mut rng, 1 << geom.va_bits());
@@ -414,6 +533,7 @@ pub fn generate(mode: Mode, seed: u64, count: usize) -> Problem {
     Problem {
         mode,
         seed,
+        geometry: geometry.map(|g| g.name().unwrap_or(g.format.name())),
         setup,
         questions,
     }
@@ -422,10 +542,11 @@ pub fn generate(mode: Mode, seed: u64, count: usize) -> Problem {
 impl Problem {
     /// The exercise as text; with `answers`, each address's result and the steps.
     pub fn render(&self, answers: bool) -> String {
-        let mut s = format!(
-            "ARG seed {}\nARG mode {:?}\n\n{}\n",
-            self.seed, self.mode, self.setup
-        );
+        let mut s = format!("ARG seed {}\nARG mode {:?}\n", self.seed, self.mode);
+        if let Some(g) = self.geometry {
+            let _ = writeln!(s, "ARG geometry {g}");
+        }
+        let _ = write!(s, "\n{}\n", self.setup);
         for (i, q) in self.questions.iter().enumerate() {
             let _ = write!(s, "Q{i}: translate 0x{:x}", q.addr);
             if answers {

@@ -341,3 +341,33 @@ fn mremap_moves_a_huge_page_area_with_its_bytes() {
     assert!(matches!(k.load_u8(p, va), Err(Signal::Segv { .. })));
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
+    use vmem::config::PagingGeometry;
+    for (geometry, huge) in [
+        (PagingGeometry::X86_64_5LEVEL, true),
+        // i386 without PAE has 4 MiB directory pages and Sv39 its own superpages: this
+        // machine maps huge pages only with x86-64 PMD entries.
+        (PagingGeometry::I386, false),
+        (PagingGeometry::SV39, false),
+    ] {
+        let mut k = Kernel::new(MachineConfig {
+            ram_bytes: 32 << 20,
+            thp: ThpMode::Always,
+            geometry,
+            ..MachineConfig::default()
+        });
+        let p = k.spawn().unwrap();
+        let va = k
+            .mmap(p, BASE, HPAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            .unwrap();
+        k.store_u8(p, va.add(3 * PAGE), 5).unwrap();
+        assert_eq!(k.process_stats(p).unwrap().thp_fault_alloc, u64::from(huge), "{geometry:?}");
+        assert_eq!(k.load_u8(p, va.add(3 * PAGE)).unwrap(), 5);
+        // The walk the explain mode shows stops at the huge page's PMD.
+        let steps = k.table_entries(p, va.add(3 * PAGE)).unwrap();
+        assert_eq!(steps.len() as u32, geometry.levels - u32::from(huge), "{geometry:?}");
+        k.check_invariants().unwrap();
+    }
+}

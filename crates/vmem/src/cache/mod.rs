@@ -5,8 +5,10 @@
 //! ([`Kernel::find_get_page`]), reading pages in with read-around ([`Kernel::read_pages`],
 //! [`Kernel::filemap_fault`]), write-back of dirty pages with the PTEs write-protected
 //! first (`page_mkclean`), truncation, dropping clean pages when RAM runs short, and the
-//! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`].
+//! rmap walk by file (`unmap_mapping_range`). Each inode's index lives in [`Inode::pages`], a
+//! [`index::PageIndex`].
 
+pub mod index;
 pub mod readahead;
 
 use crate::addr::{Pfn, PgOff, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
@@ -229,7 +231,10 @@ impl Kernel {
         }
         if let Some(pfn) = self.find_get_page(Some(pid), id, pgoff) {
             // do_async_mmap_readahead: reaching the mark starts the next window.
-            if vma.flags & vm::RAND_READ == 0 && self.page_readahead(id, pgoff.0) {
+            // (The mark is on the page just found: no second lookup.)
+            if vma.flags & vm::RAND_READ == 0
+                && self.phys.meta(pfn).flags.has(FrameFlags::READAHEAD)
+            {
                 // Hold the page while the next window is read: reclaim skips busy pages.
                 self.get_page(pfn);
                 let n = self
@@ -313,7 +318,7 @@ impl Kernel {
                     e,
                     &mut |phys, va, slot, pte| {
                         if pte.writable() || pte.dirty() {
-                            phys.write_u64(slot, pte.without(Pte::WRITABLE | Pte::DIRTY).0);
+                            geom.write_pte(phys, slot, pte.without(Pte::WRITABLE | Pte::DIRTY));
                             flushed.push(va);
                         }
                     },
@@ -364,8 +369,7 @@ impl Kernel {
                 .inode(id)
                 .pages
                 .range(first..=last)
-                .filter(|(_, p)| self.phys.meta(**p).flags.has(FrameFlags::DIRTY))
-                .map(|(k, p)| (*k, *p))
+                .filter(|(_, p)| self.phys.meta(*p).flags.has(FrameFlags::DIRTY))
                 .collect();
             if !dirty.is_empty() {
                 self.page_mkclean_range(id, dirty[0].0, dirty[dirty.len() - 1].0);
@@ -446,12 +450,7 @@ impl Kernel {
     /// Drops every cached page of `id` from `from` on (they must be unmapped already).
     pub(crate) fn truncate_inode_pages(&mut self, id: InodeId, from: u64) {
         let _ = self.inode_mut(id).stale.split_off(&from);
-        let gone: Vec<(u64, Pfn)> = self
-            .inode(id)
-            .pages
-            .range(from..)
-            .map(|(k, v)| (*k, *v))
-            .collect();
+        let gone: Vec<(u64, Pfn)> = self.inode(id).pages.range(from..).collect();
         for (pg, pfn) in gone {
             self.inode_mut(id).pages.remove(&pg);
             if self.phys.meta(pfn).flags.has(FrameFlags::DIRTY) {
@@ -480,11 +479,10 @@ impl Kernel {
                 .pages
                 .iter()
                 .filter(|(_, p)| {
-                    let m = self.phys.meta(**p);
+                    let m = self.phys.meta(*p);
                     m.refcount == 1 && !m.flags.has(FrameFlags::DIRTY)
                 })
                 .take(want - freed)
-                .map(|(k, v)| (*k, *v))
                 .collect();
             for (pg, pfn) in victims {
                 self.inodes[i].pages.remove(&pg);

@@ -9,8 +9,6 @@
 pub mod store;
 pub mod syscalls;
 
-use crate::addr::Pfn;
-use std::collections::BTreeMap;
 use store::Store;
 
 /// Index of an inode in the kernel's inode table.
@@ -72,7 +70,7 @@ pub struct Inode {
     /// The file size as the kernel sees it (Linux `i_size`).
     pub size: u64,
     /// The page cache: page offset -> frame (Linux `address_space.i_pages`).
-    pub pages: BTreeMap<u64, Pfn>,
+    pub pages: crate::cache::index::PageIndex,
     /// Pages in `pages` that are dirty.
     pub nr_dirty: u64,
     /// Pages present in the cache but not up to date (no data read yet): ext4 leaves one

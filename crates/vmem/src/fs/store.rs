@@ -25,6 +25,13 @@ pub trait Store: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes written data durable.
     fn sync(&self) -> io::Result<()>;
+    /// The real file whose bytes this store serves one for one (byte `i` of the store is
+    /// byte `i` of the file), if there is one. A pager may then map the file and copy
+    /// pages straight out of the kernel's page cache instead of reading them into a
+    /// buffer first. Default: `None`.
+    fn backing_file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
 
 /// Reads as much of `buf` as the store has at `offset`, looping over short reads; the
@@ -58,6 +65,9 @@ impl Store for std::fs::File {
     }
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
+    }
+    fn backing_file(&self) -> Option<&std::fs::File> {
+        Some(self)
     }
 }
 

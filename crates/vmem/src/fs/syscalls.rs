@@ -15,7 +15,6 @@ use crate::fs::store::Store;
 use crate::fs::{Fd, FileId, FileKind, Inode, InodeId, OpenFile};
 use crate::kernel::Kernel;
 use crate::process::Pid;
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -87,7 +86,7 @@ impl Kernel {
             store: None,
             store_writable: false,
             size,
-            pages: BTreeMap::new(),
+            pages: crate::cache::index::PageIndex::new(),
             nr_dirty: 0,
             stale: Default::default(),
         });
@@ -174,7 +173,7 @@ impl Kernel {
                     store: Some(store),
                     store_writable: writable,
                     size: md.len(),
-                    pages: BTreeMap::new(),
+                    pages: crate::cache::index::PageIndex::new(),
                     nr_dirty: 0,
                     stale: Default::default(),
                 });
@@ -208,7 +207,7 @@ impl Kernel {
                     store: None,
                     store_writable: false,
                     size: *size,
-                    pages: BTreeMap::new(),
+                    pages: crate::cache::index::PageIndex::new(),
                     nr_dirty: 0,
                     stale: Default::default(),
                 });
@@ -455,9 +454,9 @@ impl Kernel {
             FileKind::Directory => return Err(Errno::EISDIR),
             FileKind::DevZero => return Ok(data.len()),
             FileKind::Device(i) => {
-                let base = crate::hw::phys::MMIO_BASE + u64::from(i) * crate::hw::phys::MMIO_SLOT;
+                let base = self.phys.device_base(i);
                 for b in data {
-                    self.phys.cpu_write(crate::addr::PhysAddr(base), &[*b]);
+                    self.phys.cpu_write(base, &[*b]);
                 }
                 return Ok(data.len());
             }

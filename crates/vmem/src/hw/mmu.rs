@@ -6,15 +6,17 @@
 //! the access is retried.
 //!
 //! The TLB-hit path is a few compares and an add: no allocation, hashing, locking or
-//! dynamic dispatch (the event check is one predictable branch).
+//! dynamic dispatch (the event check is one predictable branch; the entry-format check of
+//! a non-x86-64 machine is another).
 
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
 use crate::events::{Event, Events};
 use crate::hw::phys::PhysMem;
 use crate::hw::pte::Pte;
+use crate::hw::pte_format::PteFormat;
 use crate::hw::tlb::{Asid, Tlb, TlbEntry};
-use crate::hw::walk::walk;
+use crate::hw::walk::{walk_decoded, walk_native};
 use crate::stats::Counters;
 
 /// The kind of memory access.
@@ -96,6 +98,31 @@ pub fn translate(
     events: &mut Events,
     counters: &mut Counters,
 ) -> Result<PhysAddr, HwFault> {
+    if geom.format == PteFormat::X86_64 {
+        translate_as::<true>(phys, tlb, geom, ctx, va, access, events, counters)
+    } else {
+        translate_as::<false>(phys, tlb, geom, ctx, va, access, events, counters)
+    }
+}
+
+/// [`translate`] for a geometry known to use x86-64 entries (`NATIVE`: the walk is inline,
+/// with no decoding) or any geometry (`!NATIVE`: the walk is a call that dispatches on the
+/// format). A caller that translates in a retry loop (the kernel) picks `NATIVE` once,
+/// outside the loop, so that the x86-64 loop keeps the shape (and the instruction count)
+/// it had before there were other formats: a format test and an out-of-line call inside
+/// the loop cost it registers on every walk.
+#[inline]
+#[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
+pub fn translate_as<const NATIVE: bool>(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    geom: &PagingGeometry,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    events: &mut Events,
+    counters: &mut Counters,
+) -> Result<PhysAddr, HwFault> {
     if let Some(e) = tlb.lookup(ctx.asid, va.vpn()) {
         counters.tlb_hits += 1;
         if tlb_allows(&e, access) {
@@ -106,16 +133,16 @@ pub fn translate(
             return Err(HwFault::Protection);
         }
         // A write through a clean entry: the MMU re-walks to set the Dirty bit.
-        return walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters);
+        return walk_and_fill::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters, false);
     }
-    translate_missed(phys, tlb, geom, ctx, va, access, events, counters)
+    translate_missed::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters)
 }
 
-/// The rest of [`translate`] after a TLB lookup that found no entry for `va`: counts the
-/// miss, walks, fills the TLB.
+/// The rest of [`translate_as`] after a TLB lookup that found no entry for `va`: counts
+/// the miss, walks, fills the TLB.
 #[inline]
 #[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
-pub fn translate_missed(
+pub fn translate_missed<const NATIVE: bool>(
     phys: &mut PhysMem,
     tlb: &mut Tlb,
     geom: &PagingGeometry,
@@ -127,14 +154,14 @@ pub fn translate_missed(
 ) -> Result<PhysAddr, HwFault> {
     counters.tlb_misses += 1;
     events.emit(|| Event::TlbMiss { va });
-    walk_and_fill(phys, tlb, geom, ctx, va, access, events, counters)
+    walk_and_fill::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters, true)
 }
 
 /// The page walk for `va`, the permission check of the leaf, the Accessed/Dirty update
-/// and the TLB fill.
+/// and the TLB fill; `missed`: the TLB holds no entry for `va`.
 #[inline]
 #[allow(clippy::too_many_arguments)] // the kernel lends its fields separately (split borrows)
-fn walk_and_fill(
+fn walk_and_fill<const NATIVE: bool>(
     phys: &mut PhysMem,
     tlb: &mut Tlb,
     geom: &PagingGeometry,
@@ -143,10 +170,15 @@ fn walk_and_fill(
     access: Access,
     events: &mut Events,
     counters: &mut Counters,
+    missed: bool,
 ) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
-    let leaf =
-        walk(phys, geom, ctx.root, va, events).map_err(|level| HwFault::NotPresent { level })?;
+    let leaf = if NATIVE {
+        walk_native(phys, geom, ctx.root, va, events)
+    } else {
+        walk_decoded(phys, geom, ctx.root, va, events)
+    }
+    .map_err(|level| HwFault::NotPresent { level })?;
     let pte = leaf.pte;
     let allowed = pte.user()
         && match access {
@@ -162,14 +194,22 @@ fn walk_and_fill(
         updated = updated.with(Pte::DIRTY);
     }
     if updated != pte {
-        phys.write_u64(leaf.pte_pa, updated.0);
+        if NATIVE {
+            phys.write_u64(leaf.pte_pa, updated.0);
+        } else {
+            geom.write_pte(phys, leaf.pte_pa, updated);
+        }
     }
-    let flags = u8::from(updated.writable()) * TlbEntry::WRITABLE
-        | u8::from(updated.dirty()) * TlbEntry::DIRTY
-        | u8::from(updated.nx()) * TlbEntry::NX;
+    let flags = (u8::from(updated.writable()) * TlbEntry::WRITABLE)
+        | (u8::from(updated.dirty()) * TlbEntry::DIRTY)
+        | (u8::from(updated.nx()) * TlbEntry::NX);
     // A huge page's translation is cached for the one 4 KiB page used (x86 may splinter
     // large pages in its TLB), so the TLB keeps a single entry format.
     let pfn = leaf.pfn_of(geom, va);
-    tlb.insert(ctx.asid, va.vpn(), pfn, flags);
+    if missed {
+        tlb.insert_missing(ctx.asid, va.vpn(), pfn, flags);
+    } else {
+        tlb.insert(ctx.asid, va.vpn(), pfn, flags);
+    }
     Ok(pfn.addr().add(va.page_offset()))
 }

@@ -67,19 +67,22 @@ fn next_stamp(stamp: u32) -> u32 {
     stamp.wrapping_add(1).max(1)
 }
 
-/// Where memory-mapped devices start on the physical bus (1 TiB, above any RAM size).
+/// Where memory-mapped devices start on the physical bus of a 64-bit machine (1 TiB,
+/// above any RAM size). A machine's own base is [`PhysMem::mmio_base`] (from its paging
+/// geometry: i386 has its device window below 4 GiB).
 pub const MMIO_BASE: u64 = 1 << 40;
 /// Bytes of physical address space each device slot takes.
 pub const MMIO_SLOT: u64 = 1 << 16;
 
 /// The physical bus: RAM (frames of real bytes and their metadata) at address 0, and
-/// device register windows from [`MMIO_BASE`].
+/// device register windows from [`PhysMem::mmio_base`] ([`MMIO_BASE`] unless set).
 #[derive(Debug)]
 pub struct PhysMem {
     bytes: Vec<u8>,
     frames: Vec<FrameMeta>,
     free: Vec<u32>,
     devices: Vec<Box<dyn crate::hw::device::Device>>,
+    mmio_base: u64,
 }
 
 impl PhysMem {
@@ -113,12 +116,33 @@ impl PhysMem {
             frames,
             free,
             devices: Vec::new(),
+            mmio_base: MMIO_BASE,
         }
+    }
+
+    /// Moves the device window to `base` (before any device is attached; it must lie
+    /// above RAM).
+    pub fn set_mmio_base(&mut self, base: PhysAddr) {
+        assert!(
+            self.devices.is_empty() && base.0 >= self.bytes.len() as u64,
+            "vmem: device window at {base} must be set before devices and above RAM"
+        );
+        self.mmio_base = base.0;
+    }
+
+    /// Where the device window starts.
+    pub fn mmio_base(&self) -> PhysAddr {
+        PhysAddr(self.mmio_base)
+    }
+
+    /// The physical address of device `i`'s register window.
+    pub fn device_base(&self, i: u16) -> PhysAddr {
+        PhysAddr(self.mmio_base + u64::from(i) * MMIO_SLOT)
     }
 
     /// Attaches a device; returns the physical address of its register window.
     pub fn attach(&mut self, dev: Box<dyn crate::hw::device::Device>) -> PhysAddr {
-        let base = MMIO_BASE + self.devices.len() as u64 * MMIO_SLOT;
+        let base = self.mmio_base + self.devices.len() as u64 * MMIO_SLOT;
         self.devices.push(dev);
         PhysAddr(base)
     }
@@ -131,7 +155,7 @@ impl PhysMem {
             .map(|(i, d)| {
                 (
                     d.name(),
-                    PhysAddr(MMIO_BASE + i as u64 * MMIO_SLOT),
+                    PhysAddr(self.mmio_base + i as u64 * MMIO_SLOT),
                     d.size(),
                 )
             })
@@ -158,7 +182,7 @@ impl PhysMem {
     }
 
     fn device_at(&self, pa: PhysAddr) -> Option<(usize, u64)> {
-        let rel = pa.0.checked_sub(MMIO_BASE)?;
+        let rel = pa.0.checked_sub(self.mmio_base)?;
         let i = (rel / MMIO_SLOT) as usize;
         let off = rel % MMIO_SLOT;
         (i < self.devices.len() && off < self.devices[i].size()).then_some((i, off))

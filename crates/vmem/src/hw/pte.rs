@@ -1,9 +1,12 @@
-//! The page-table entry format: x86-64 long mode.
+//! The kernel's page-table entry: x86-64 long-mode bit positions.
 //!
-//! Owns [`Pte`], a `u64` exactly as the hardware stores it in a table: bit 0 Present,
+//! Owns [`Pte`], a `u64` exactly as x86-64 hardware stores it in a table: bit 0 Present,
 //! 1 Writable, 2 User, 5 Accessed, 6 Dirty, 63 No-execute, bits 12..52 the frame number.
 //! Bit 8 (Global on real hardware, unused for user pages) is taken, while Present is
 //! clear, as Linux's `_PAGE_PROTNONE`: a PROT_NONE page that stays mapped.
+//!
+//! The kernel and the MMU work on `Pte` on every machine; on machines with another entry
+//! format (i386, Sv39) `hw/pte_format.rs` converts to and from the bits in RAM.
 
 use crate::addr::Pfn;
 

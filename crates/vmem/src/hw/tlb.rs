@@ -3,7 +3,8 @@
 //! Owns [`Tlb`]: a set-associative cache of translations tagged with an address-space id
 //! (ASID), so a context switch needs no flush. The set is chosen by the low bits of the
 //! virtual page number; replacement within a set is round-robin. Lookups allocate, hash and
-//! lock nothing: one array index and a short scan of `ways` entries.
+//! lock nothing: one compare in a direct-mapped lookaside copy of recent entries, else one
+//! array index and a compare of every way of the set (no branch on which way hits).
 //!
 //! The kernel must invalidate entries whenever it changes a PTE that may be cached
 //! (unmap, protect, copy-on-write): [`Tlb::flush_page`], [`Tlb::flush_asid`], [`Tlb::flush_all`].
@@ -178,6 +179,19 @@ impl Tlb {
     /// free way or else the set's round-robin victim.
     #[inline]
     pub fn insert(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        self.insert_as(asid, vpn, pfn, flags, false);
+    }
+
+    /// [`Tlb::insert`] for a page the TLB holds no entry for (just looked up and missed):
+    /// the search for an entry of the same page is skipped.
+    #[inline]
+    pub fn insert_missing(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8) {
+        debug_assert!(self.lookup(asid, vpn).is_none());
+        self.insert_as(asid, vpn, pfn, flags, true);
+    }
+
+    #[inline(always)]
+    fn insert_as(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8, missing: bool) {
         let key = TlbEntry::key(asid, vpn);
         let e = TlbEntry {
             key,
@@ -185,10 +199,14 @@ impl Tlb {
         };
         let set = (vpn.0 & self.set_mask) as usize;
         if let Some(s) = self.quads.get_mut(set) {
-            let same = u32::from(s[0].key == key)
-                | u32::from(s[1].key == key) << 1
-                | u32::from(s[2].key == key) << 2
-                | u32::from(s[3].key == key) << 3;
+            let same = if missing {
+                0
+            } else {
+                u32::from(s[0].key == key)
+                    | u32::from(s[1].key == key) << 1
+                    | u32::from(s[2].key == key) << 2
+                    | u32::from(s[3].key == key) << 3
+            };
             let free = u32::from(s[0].key == INVALID)
                 | u32::from(s[1].key == INVALID) << 1
                 | u32::from(s[2].key == INVALID) << 2

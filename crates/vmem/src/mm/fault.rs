@@ -120,7 +120,7 @@ impl Kernel {
         let vma = self
             .proc_ref(pid)
             .ok()
-            .and_then(|p| p.mm.find_vma(va).copied())
+            .and_then(|p| p.mm.find_vma_cached(va))
             .or_else(|| self.expand_stack(pid, va))
             .ok_or(Signal::Segv {
                 addr: va,
@@ -137,7 +137,7 @@ impl Kernel {
                 code: SegvCode::AccErr,
             });
         }
-        if self.huge_pmd_supported() {
+        if self.huge_pmds != 0 || self.thp_wanted(&vma) {
             if let Some(r) = self.do_huge_pmd_fault(pid, va, access, &vma)? {
                 return Ok(r);
             }
@@ -145,7 +145,8 @@ impl Kernel {
         let page = va.page_down();
         // One walk finds the entry; a fault that maps a page writes it there.
         let slot = self.pte_slot_of(pid, page);
-        let pte = slot.map_or(Pte::NONE, |s| Pte(self.phys.read_u64(s)));
+        let geom = self.cfg.geometry;
+        let pte = slot.map_or(Pte::NONE, |s| geom.read_pte(&self.phys, s));
         if pte.is_swap() {
             return self.do_swap_page(pid, page, access, &vma, pte);
         }
@@ -230,8 +231,7 @@ impl Kernel {
         dev: u16,
         slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
-        let base = crate::hw::phys::MMIO_BASE + u64::from(dev) * crate::hw::phys::MMIO_SLOT;
-        let pa = base + vma.pgoff_of(va).byte_offset();
+        let pa = self.phys.device_base(dev).0 + vma.pgoff_of(va).byte_offset();
         let flags = pte_flags(vma, vma.writable()) | Pte::SPECIAL;
         self.install_at(pid, va, slot, Pfn(pa >> PAGE_SHIFT), flags)?;
         Ok((FaultKind::DevicePage, false))
@@ -393,7 +393,8 @@ impl Kernel {
         let window = n << PAGE_SHIFT;
         let start = VirtAddr(va.0 & !(window - 1)).max(vma.start);
         let end = VirtAddr((va.0 & !(window - 1)) + window).min(vma.end);
-        let base_slot = PhysAddr(slot.0 - ((va.0 - start.0) >> PAGE_SHIFT) * 8);
+        let geom = self.cfg.geometry;
+        let base_slot = PhysAddr(slot.0 - ((va.0 - start.0) >> PAGE_SHIFT) * geom.entry_size());
         // One page-cache range scan; pages carrying the read-ahead mark are left for a
         // fault of their own, which starts the next window.
         let size_pages = self.size_pages(id);
@@ -410,17 +411,17 @@ impl Kernel {
         let pages = &self.inodes[id.0 as usize].pages;
         let phys = &mut self.phys;
         let events = &mut self.events;
-        for (&pg, &pfn) in pages.range(first_pg..=last_pg) {
+        pages.for_each_in(first_pg, last_pg, |pg, pfn| {
             if pg >= size_pages {
-                break;
+                return false;
             }
             if pg == fault_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
-                continue;
+                return true;
             }
             // A not-present entry is never in the TLB, so writing it needs no flush.
-            let slot = base_slot.add((pg - first_pg) * 8);
-            if phys.read_u64(slot) != 0 {
-                continue;
+            let slot = base_slot.add((pg - first_pg) * geom.entry_size());
+            if geom.read_pte(phys, slot) != Pte::NONE {
+                return true;
             }
             let a = start.add((pg - first_pg) << PAGE_SHIFT);
             // get_page.
@@ -429,11 +430,17 @@ impl Kernel {
                 m.refcount += 1;
             }
             let pte = Pte::new(pfn, flags);
-            phys.write_u64(slot, pte.0);
-            events.emit(|| Event::PteInstall { pid, va: a, pte });
+            geom.write_pte(phys, slot, pte);
+            events.emit(|| Event::PteInstall {
+                pid,
+                va: a,
+                pte,
+                raw: geom.raw_pte(pte),
+            });
             first.get_or_insert(a);
             mapped += 1;
-        }
+            true
+        });
         if mapped == 0 {
             return;
         }

@@ -93,7 +93,7 @@ impl Kernel {
                     let mut pte = pte;
                     if cow && pte.writable() {
                         pte = pte.without(Pte::WRITABLE);
-                        phys.write_u64(slot, pte.0);
+                        geom.write_pte(phys, slot, pte);
                     }
                     entries.push((va, pte));
                 },

@@ -35,19 +35,27 @@ impl Kernel {
     /// Whether this machine's page tables can map 2 MiB pages with a PMD entry.
     pub(crate) fn huge_pmd_supported(&self) -> bool {
         let g = &self.cfg.geometry;
-        g.levels >= 2 && g.span(1) == HPAGE_SIZE
+        g.format == crate::hw::pte_format::PteFormat::X86_64
+            && g.levels >= 2
+            && g.span(1) == HPAGE_SIZE
+    }
+
+    /// Whether the THP mode and the area's advice let `vma` have huge pages (the cheap
+    /// part of [`Kernel::thp_vma_suitable`], checked on every fault).
+    #[inline]
+    pub(crate) fn thp_wanted(&self, vma: &Vma) -> bool {
+        match self.cfg.thp {
+            ThpMode::Never => false,
+            ThpMode::Madvise => vma.flags & vm::HUGEPAGE != 0,
+            ThpMode::Always => vma.flags & vm::NOHUGEPAGE == 0,
+        }
     }
 
     /// Whether the huge page at `haddr` may be given to `vma` (Linux
     /// `thp_vma_allowable_order` for anonymous memory): private anonymous memory, allowed
     /// by the THP mode and the area's advice, the whole block inside the area.
     fn thp_vma_suitable(&self, vma: &Vma, haddr: u64) -> bool {
-        let allowed = match self.cfg.thp {
-            ThpMode::Never => false,
-            ThpMode::Madvise => vma.flags & vm::HUGEPAGE != 0,
-            ThpMode::Always => true,
-        };
-        allowed
+        self.thp_wanted(vma)
             && vma.flags & vm::NOHUGEPAGE == 0
             && vma.backing == Backing::Anon
             && vma.flags & (vm::SHARED | vm::MAYSHARE) == 0
@@ -92,7 +100,7 @@ impl Kernel {
         let (root, geom) = (p.mm.root, self.cfg.geometry);
         // A page table below this PMD already: the block is mapped in pages.
         if let Some(slot) = pgtable::pmd_slot(&self.phys, &geom, root, VirtAddr(haddr)) {
-            if self.phys.read_u64(slot) != 0 {
+            if geom.read_table(&self.phys, slot) != Pte::NONE {
                 return Ok(None);
             }
         }
@@ -112,7 +120,7 @@ impl Kernel {
             return Pte::NONE;
         };
         pgtable::pmd_slot(&self.phys, &self.cfg.geometry, p.mm.root, VirtAddr(haddr))
-            .map_or(Pte::NONE, |s| Pte(self.phys.read_u64(s)))
+            .map_or(Pte::NONE, |s| self.cfg.geometry.read_table(&self.phys, s))
     }
 
     /// 512 zeroed frames on a huge-page boundary for `vma`'s block at `haddr`, set up as
@@ -153,12 +161,13 @@ impl Kernel {
         else {
             return false;
         };
-        self.phys.write_u64(slot, pmd.0);
+        geom.write_table(&mut self.phys, slot, pmd);
         let Ok(p) = self.proc_mut(pid) else {
             return false;
         };
         p.mm.pt_frames += new_tables + 1;
         p.mm.thp.insert(haddr, deposit);
+        self.huge_pmds += 1;
         self.events.emit(|| Event::PmdInstall {
             pid,
             va: VirtAddr(haddr),
@@ -257,7 +266,7 @@ impl Kernel {
         let slot = pgtable::pmd_slot(&self.phys, &geom, root, VirtAddr(haddr))
             .expect("a huge PMD is mapped here");
         let pmd = Pte::new(head, pte_flags(vma, true) | Pte::HUGE);
-        self.phys.write_u64(slot, pmd.0);
+        geom.write_table(&mut self.phys, slot, pmd);
         self.flush_huge_range(asid, haddr);
         self.events.emit(|| Event::PmdInstall {
             pid,
@@ -286,9 +295,10 @@ impl Kernel {
         };
         let (root, asid) = (p.mm.root, p.mm.asid);
         p.stats.thp_split_pmd += 1;
+        self.huge_pmds -= 1;
         let slot =
             pgtable::pmd_slot(&self.phys, &geom, root, haddr).expect("a huge PMD is mapped here");
-        let pmd = Pte(self.phys.read_u64(slot));
+        let pmd = geom.read_table(&self.phys, slot);
         debug_assert!(pmd.huge(), "split_huge_pmd of {pmd}");
         let zero = Some(pmd.pfn()) == self.huge_zero;
         let flags = pmd.0 & !Pte::ADDR_MASK & !Pte::HUGE;
@@ -300,11 +310,13 @@ impl Kernel {
                 self.phys.meta_mut(pfn).flags.0 &= !FrameFlags::THP;
                 pfn
             };
-            self.phys
-                .write_u64(table.addr().add(i * 8), Pte::new(pfn, flags).0);
+            geom.write_pte(
+                &mut self.phys,
+                geom.entry_addr(table, i),
+                Pte::new(pfn, flags),
+            );
         }
-        self.phys
-            .write_u64(slot, Pte::new(table, pgtable::TABLE_FLAGS).0);
+        geom.write_table(&mut self.phys, slot, Pte::new(table, pgtable::TABLE_FLAGS));
         self.flush_huge_range(asid, haddr.0);
         self.events.emit(|| Event::HugePageSplit { pid, va: haddr });
     }
@@ -342,10 +354,11 @@ impl Kernel {
             return;
         };
         let (root, asid) = (p.mm.root, p.mm.asid);
+        self.huge_pmds -= 1;
         let slot = pgtable::pmd_slot(&self.phys, &geom, root, VirtAddr(haddr))
             .expect("a huge PMD is mapped here");
-        let pmd = Pte(self.phys.read_u64(slot));
-        self.phys.write_u64(slot, 0);
+        let pmd = geom.read_table(&self.phys, slot);
+        geom.write_table(&mut self.phys, slot, Pte::NONE);
         self.flush_huge_range(asid, haddr);
         self.phys.free(table);
         let zero = Some(pmd.pfn()) == self.huge_zero;

@@ -26,11 +26,35 @@ use crate::hw::tlb::Asid;
 use std::collections::BTreeMap;
 use vma::Vma;
 
+/// The VMAs of an address space keyed by start address (they never overlap), used as the
+/// `BTreeMap` it derefs to, plus a copy of the last VMA a fault found (Linux's
+/// per-thread `vmacache`): any mutable use of the tree drops the copy, so it is never
+/// stale.
+#[derive(Debug, Default)]
+pub struct VmaTree {
+    map: BTreeMap<u64, Vma>,
+    last: std::cell::Cell<Option<Vma>>,
+}
+
+impl std::ops::Deref for VmaTree {
+    type Target = BTreeMap<u64, Vma>;
+    fn deref(&self) -> &BTreeMap<u64, Vma> {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for VmaTree {
+    fn deref_mut(&mut self) -> &mut BTreeMap<u64, Vma> {
+        self.last.set(None);
+        &mut self.map
+    }
+}
+
 /// An address space.
 #[derive(Debug)]
 pub struct Mm {
     /// VMAs keyed by start address; they never overlap.
-    pub vmas: BTreeMap<u64, Vma>,
+    pub vmas: VmaTree,
     /// Frame of the root page table (CR3).
     pub root: Pfn,
     /// TLB tag.
@@ -63,6 +87,22 @@ impl Mm {
             .next_back()
             .map(|(_, v)| v)
             .filter(|v| v.contains(va))
+    }
+
+    /// The VMA containing `va`, as a copy; answered from the copy of the last one found
+    /// when `va` lies in it (the fault path: faults come in runs within one VMA).
+    #[inline]
+    pub fn find_vma_cached(&self, va: VirtAddr) -> Option<Vma> {
+        if let Some(v) = self.vmas.last.get() {
+            if v.contains(va) {
+                return Some(v);
+            }
+        }
+        let v = self.find_vma(va).copied();
+        if v.is_some() {
+            self.vmas.last.set(v);
+        }
+        v
     }
 
     /// The first VMA that ends after `va` (Linux `find_vma`).

@@ -168,7 +168,7 @@ impl Kernel {
                     n.with(Pte::NX)
                 };
                 if n != pte {
-                    phys.write_u64(slot, n.0);
+                    geom.write_pte(phys, slot, n);
                     touched.push(va);
                 }
             },

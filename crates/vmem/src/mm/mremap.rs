@@ -283,7 +283,7 @@ impl Kernel {
             old,
             old.add(len),
             &mut |phys, va, slot, pte| {
-                phys.write_u64(slot, 0);
+                geom.write_pte(phys, slot, Pte::NONE);
                 moved.push((va, pte));
             },
         );

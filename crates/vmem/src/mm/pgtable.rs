@@ -6,6 +6,9 @@
 //! used leaf entry in a range (skipping empty subtrees, so `munmap` of a terabyte costs
 //! what is mapped, not what is spanned), and free a whole tree at exit. Intermediate
 //! entries are Present|Writable|User: the leaf decides.
+//! Entries are read and written through the geometry (`read_table`/`write_table` for the
+//! upper levels, `read_pte`/`write_pte` for leaves), so the tables in RAM have the
+//! machine's own entry format (x86-64, i386 or Sv39) while this code works on [`Pte`].
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr};
 use crate::config::PagingGeometry;
@@ -50,12 +53,13 @@ fn entry_slot(
     let mut table = root;
     let mut level = geom.levels - 1;
     loop {
-        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        let entry_pa = geom.entry_addr(table, geom.index(va.0, level));
         if level == stop {
             return Some(entry_pa);
         }
-        let e = Pte(phys.read_u64(entry_pa));
-        if !e.present() || e.huge() {
+        let e = geom.read_table(phys, entry_pa);
+        // Not present, or a huge page's own entry: no table below.
+        if e.0 & (Pte::PRESENT | Pte::HUGE) != Pte::PRESENT {
             return None;
         }
         table = e.pfn();
@@ -67,9 +71,9 @@ fn entry_slot(
 /// the entry a 4 KiB page of it would have: the PMD's flags, the page's own frame.
 pub fn read_pte(phys: &PhysMem, geom: &PagingGeometry, root: Pfn, va: VirtAddr) -> Pte {
     if let Some(pa) = pte_slot(phys, geom, root, va) {
-        return Pte(phys.read_u64(pa));
+        return geom.read_pte(phys, pa);
     }
-    match pmd_slot(phys, geom, root, va).map(|pa| Pte(phys.read_u64(pa))) {
+    match pmd_slot(phys, geom, root, va).map(|pa| geom.read_table(phys, pa)) {
         Some(pmd) if pmd.huge() => huge_subpage(geom, pmd, va),
         _ => Pte::NONE,
     }
@@ -119,11 +123,11 @@ fn entry_slot_alloc(
     let mut level = geom.levels - 1;
     let mut allocated = 0;
     loop {
-        let entry_pa = table.addr().add(geom.index(va.0, level) * 8);
+        let entry_pa = geom.entry_addr(table, geom.index(va.0, level));
         if level == stop {
             return Ok((entry_pa, allocated));
         }
-        let e = Pte(phys.read_u64(entry_pa));
+        let e = geom.read_table(phys, entry_pa);
         debug_assert!(
             !e.huge(),
             "a table walk into a huge page at {va}: split it first"
@@ -135,7 +139,7 @@ fn entry_slot_alloc(
                 .alloc_zeroed(FrameFlags::PAGE_TABLE)
                 .ok_or(OutOfFrames)?;
             phys.meta_mut(t).refcount = 1;
-            phys.write_u64(entry_pa, Pte::new(t, TABLE_FLAGS).0);
+            geom.write_table(phys, entry_pa, Pte::new(t, TABLE_FLAGS));
             allocated += 1;
             t
         };
@@ -144,9 +148,10 @@ fn entry_slot_alloc(
 }
 
 /// Calls `f(va, slot, pte)` for every leaf entry in `[start, end)` that is not zero,
-/// in address order. `f` may rewrite the entry at `slot`. A huge page is visited as its
-/// 4 KiB pages (each `pte` as [`huge_subpage`] gives it, `slot` the PMD's): callers that
-/// rewrite entries split huge pages in the range first (`Kernel::split_huge_pmds`).
+/// in address order. `f` may rewrite the entry at `slot` (with `PagingGeometry::write_pte`).
+/// A huge page is visited as its 4 KiB pages (each `pte` as [`huge_subpage`] gives it,
+/// `slot` the PMD's): callers that rewrite entries split huge pages in the range first
+/// (`Kernel::split_huge_pmds`).
 pub fn for_each_pte(
     phys: &mut PhysMem,
     geom: &PagingGeometry,
@@ -183,26 +188,29 @@ fn visit(
         if lo >= end {
             break;
         }
-        let slot = table.addr().add(i * 8);
-        let e = Pte(phys.read_u64(slot));
+        let slot = geom.entry_addr(table, i);
         if level == 0 {
+            let e = geom.read_pte(phys, slot);
             if e.0 != 0 {
                 f(phys, VirtAddr(lo), slot, e);
             }
-        } else if e.huge() {
-            let (from, to) = (lo.max(start), (lo + span).min(end));
-            let mut va = from;
-            while va < to {
-                f(
-                    phys,
-                    VirtAddr(va),
-                    slot,
-                    huge_subpage(geom, e, VirtAddr(va)),
-                );
-                va += 1 << geom.page_shift;
+        } else {
+            let e = geom.read_table(phys, slot);
+            if e.huge() {
+                let (from, to) = (lo.max(start), (lo + span).min(end));
+                let mut va = from;
+                while va < to {
+                    f(
+                        phys,
+                        VirtAddr(va),
+                        slot,
+                        huge_subpage(geom, e, VirtAddr(va)),
+                    );
+                    va += 1 << geom.page_shift;
+                }
+            } else if e.present() {
+                visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
             }
-        } else if e.present() {
-            visit(phys, geom, e.pfn(), level - 1, lo, start, end, f);
         }
     }
 }
@@ -214,7 +222,7 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
         let mut n = 0;
         if level > 0 {
             for i in 0..geom.entries() {
-                let e = Pte(phys.read_u64(t.addr().add(i * 8)));
+                let e = geom.read_table(phys, geom.entry_addr(t, i));
                 if e.present() && !e.huge() {
                     n += rec(phys, geom, e.pfn(), level - 1);
                 }
@@ -224,4 +232,77 @@ pub fn free_tables(phys: &mut PhysMem, geom: &PagingGeometry, root: Pfn) -> u64 
         n + 1
     }
     rec(phys, geom, root, geom.levels - 1)
+}
+
+/// One table entry on the way to an address, as the hardware stores it in RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The table's level name (PGD, PUD, PMD, PTE).
+    pub level: &'static str,
+    /// The index of the entry in its table.
+    pub index: u64,
+    /// The physical address of the entry.
+    pub pa: PhysAddr,
+    /// The entry's bits, in the machine's format.
+    pub raw: crate::hw::pte_format::RawPte,
+}
+
+impl crate::kernel::Kernel {
+    /// The table entries a walk of `va` in `pid` reads, root first, as stored in RAM (a
+    /// look at the tables, like reading `/proc/pid/pagemap`: no access, no Accessed bit
+    /// set). It stops at the first entry that is not present.
+    pub fn table_entries(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::errno::SysResult<Vec<TableEntry>> {
+        let geom = self.cfg.geometry;
+        let mut table = self.proc_ref(pid)?.mm.root;
+        let mut out = Vec::new();
+        if va.0 >> geom.va_bits() != 0 {
+            return Ok(out);
+        }
+        for level in (0..geom.levels).rev() {
+            let index = geom.index(va.0, level);
+            let pa = geom.entry_addr(table, index);
+            let raw = crate::hw::pte_format::RawPte {
+                format: geom.format,
+                bits: geom.format.read_raw(&self.phys, pa),
+                leaf: level == 0,
+            };
+            out.push(TableEntry {
+                level: geom.level_name(level),
+                index,
+                pa,
+                raw,
+            });
+            let e = raw.decode();
+            if level == 0 || !e.present() || e.huge() {
+                break;
+            }
+            table = e.pfn();
+        }
+        Ok(out)
+    }
+
+    /// The leaf entry for `va` in `pid` as the hardware stores it (not present if none):
+    /// [`crate::kernel::Kernel::pte_of`] in the machine's own format, for display.
+    pub fn raw_pte_of(
+        &self,
+        pid: crate::process::Pid,
+        va: VirtAddr,
+    ) -> crate::hw::pte_format::RawPte {
+        self.cfg.geometry.raw_pte(self.pte_of(pid, va))
+    }
+
+    /// Copies `buf.len()` bytes of RAM at `pa` into `buf` (a debugger's view of physical
+    /// memory: no device access). False, and nothing copied, if the range is not all RAM.
+    pub fn read_phys(&self, pa: PhysAddr, buf: &mut [u8]) -> bool {
+        let end = pa.0.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.phys.ram_bytes()) {
+            return false;
+        }
+        self.phys.read(pa, buf);
+        true
+    }
 }

@@ -112,7 +112,7 @@ impl Kernel {
                 let Some(slot) = pgtable::pte_slot(&self.phys, &geom, p.mm.root, va) else {
                     continue;
                 };
-                let pte = Pte(self.phys.read_u64(slot));
+                let pte = geom.read_pte(&self.phys, slot);
                 if pte.has_frame() && pte.pfn() == pfn {
                     out.push((pi, va, slot, pte));
                 }
@@ -132,7 +132,8 @@ impl Kernel {
         }
         for (pi, va, slot, pte) in self.rmap(pfn) {
             if pte.accessed() {
-                self.phys.write_u64(slot, pte.without(Pte::ACCESSED).0);
+                let geom = self.cfg.geometry;
+                geom.write_pte(&mut self.phys, slot, pte.without(Pte::ACCESSED));
                 if let Some(p) = &self.procs[pi] {
                     self.tlb.flush_page(p.mm.asid, va.vpn());
                 }
@@ -204,7 +205,8 @@ impl Kernel {
             }
             // The write-back cleaned and write-protected the PTEs; drop them now.
             for (pi, va, slot, _) in self.rmap(pfn) {
-                self.phys.write_u64(slot, 0);
+                let geom = self.cfg.geometry;
+                geom.write_pte(&mut self.phys, slot, Pte::NONE);
                 if let Some(p) = self.procs[pi].as_mut() {
                     self.tlb.flush_page(p.mm.asid, va.vpn());
                     p.mm.rss_file -= 1;
@@ -232,7 +234,8 @@ impl Kernel {
             _ => return false,
         };
         for (pi, va, slot_pa, _) in maps {
-            self.phys.write_u64(slot_pa, Pte::swap(slot).0);
+            let geom = self.cfg.geometry;
+            geom.write_pte(&mut self.phys, slot_pa, Pte::swap(slot));
             if let Some(p) = self.procs[pi].as_mut() {
                 self.tlb.flush_page(p.mm.asid, va.vpn());
                 p.mm.rss_anon -= 1;
@@ -367,7 +370,7 @@ impl Kernel {
             ));
         }
         for ino in &self.inodes {
-            for (&pg, &pfn) in &ino.pages {
+            for (pg, pfn) in &ino.pages {
                 let m = self.phys.meta(pfn);
                 if !m.flags.has(FrameFlags::PAGE_CACHE) || m.index != pg {
                     errors.push(format!(
