@@ -360,14 +360,30 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
         });
         let p = k.spawn().unwrap();
         let va = k
-            .mmap(p, BASE, HPAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            .mmap(
+                p,
+                BASE,
+                HPAGE,
+                RW,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                -1,
+                0,
+            )
             .unwrap();
         k.store_u8(p, va.add(3 * PAGE), 5).unwrap();
-        assert_eq!(k.process_stats(p).unwrap().thp_fault_alloc, u64::from(huge), "{geometry:?}");
+        assert_eq!(
+            k.process_stats(p).unwrap().thp_fault_alloc,
+            u64::from(huge),
+            "{geometry:?}"
+        );
         assert_eq!(k.load_u8(p, va.add(3 * PAGE)).unwrap(), 5);
         // The walk the explain mode shows stops at the huge page's PMD.
         let steps = k.table_entries(p, va.add(3 * PAGE)).unwrap();
-        assert_eq!(steps.len() as u32, geometry.levels - u32::from(huge), "{geometry:?}");
+        assert_eq!(
+            steps.len() as u32,
+            geometry.levels - u32::from(huge),
+            "{geometry:?}"
+        );
         k.check_invariants().unwrap();
     }
 }
