@@ -182,10 +182,14 @@ fn dispatch(cli: Cli) -> i32 {
                         ))
                     }
                     Some(g) => match vmem::config::PagingGeometry::parse(g) {
-                        Some(geom) => Some(geom),
+                        Some(geom) => match geom.unfit_reason() {
+                            None => Some(geom),
+                            Some(why) => return usage_error(&why),
+                        },
                         None => {
                             return usage_error(&format!(
-                                "unknown geometry `{g}`: use i386, sv39, x86-64 or la57"
+                                "unknown geometry `{g}`: use {}",
+                                vmem::config::PagingGeometry::names_for_this_kernel().join(", ")
                             ))
                         }
                     },

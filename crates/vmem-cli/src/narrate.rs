@@ -510,7 +510,7 @@ impl Out {
             let text = format!("{}   {}", cell(r), cell(r + rows));
             self.raw_line(text.trim_end());
         }
-        let kib = |frames: u64| frames * 4;
+        let kib = |frames: u64| frames * (vmem::PAGE_SIZE >> 10);
         let text = format!(
             "frames in use: {frames_in_use} of {total_frames} ({} KiB of {} KiB RAM); \
              {live} live process{}",
@@ -860,8 +860,8 @@ pub fn event_json(e: &Event) -> Value {
         Event::PteInstall { pid, va, pte, raw } => {
             json!({"event": "pte_install", "pid": pid.0, "va": va.0, "pte": pte_json(pte, raw)})
         }
-        Event::PmdInstall { pid, va, pmd } => {
-            json!({"event": "pmd_install", "pid": pid.0, "va": va.0, "pmd": pte_json(pmd, &vmem::hw::pte_format::RawPte { format: vmem::hw::pte_format::PteFormat::X86_64, bits: pmd.0, leaf: false })})
+        Event::PmdInstall { pid, va, pmd, raw } => {
+            json!({"event": "pmd_install", "pid": pid.0, "va": va.0, "pmd": pte_json(pmd, raw)})
         }
         Event::FaultAround { pid, start, pages } => {
             json!({"event": "fault_around", "pid": pid.0, "start": start.0, "pages": pages})

@@ -103,8 +103,12 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "2 MiB pages for anonymous memory: \"madvise\" (default: MADV_HUGEPAGE areas), \"always\" or \"never\"",
     ),
     (
+        "page_size",
+        "bytes per page, fixed when vmem is built as in Linux: 4096 (default build), 16384 or 65536 (built with --features page-16k or page-64k: an arm64 machine); a script that needs one page size states it here",
+    ),
+    (
         "geometry",
-        "paging hardware: \"x86-64\" (default), \"la57\" (5-level), \"i386\" (32-bit two-level, no NX, 3 GiB user space) or \"sv39\" (RISC-V)",
+        "paging hardware: \"x86-64\" (default), \"la57\" (5-level), \"i386\" (32-bit two-level, no NX, 3 GiB user space), \"sv39\" (RISC-V) or \"arm64\" (4 KiB granule); \"arm64-16k\" or \"arm64-64k\" in a vmem built with --features page-16k or page-64k",
     ),
 ];
 
@@ -146,8 +150,16 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
     }
     if key == "geometry" {
         let name = raw.trim().trim_matches('"');
-        cfg.geometry = vmem::config::PagingGeometry::parse(name)
-            .ok_or_else(|| format!("geometry = {raw:?}: expected x86-64, la57, i386 or sv39"))?;
+        let geom = vmem::config::PagingGeometry::parse(name).ok_or_else(|| {
+            format!(
+                "geometry = {raw:?}: expected {}",
+                vmem::config::PagingGeometry::names_for_this_kernel().join(", ")
+            )
+        })?;
+        if let Some(why) = geom.unfit_reason() {
+            return Err(format!("geometry = {raw:?}: {why}"));
+        }
+        cfg.geometry = geom;
         return Ok(());
     }
     if !CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
@@ -185,10 +197,30 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
         "watermark_high" => cfg.watermark_high = range(0, 1 << 20)?,
         "dirty_background_ratio" => cfg.dirty_background_ratio = range(1, 100)?,
         "paging_levels" => {
-            cfg.geometry = if range(4, 5)? == 5 {
+            let geom = if range(4, 5)? == 5 {
                 vmem::config::PagingGeometry::X86_64_5LEVEL
             } else {
                 vmem::config::PagingGeometry::X86_64_4LEVEL
+            };
+            if let Some(why) = geom.unfit_reason() {
+                return Err(format!("{key} = {v}: {why}"));
+            }
+            cfg.geometry = geom;
+        }
+        "page_size" => {
+            let size = range(4096, 65536)?;
+            if size != vmem::addr::PAGE_SIZE {
+                let build = match size {
+                    16384 => "build vmem with `--features page-16k`",
+                    65536 => "build vmem with `--features page-64k`",
+                    4096 => "build vmem without the page-16k / page-64k features",
+                    _ => "page sizes are 4096, 16384 or 65536",
+                };
+                return Err(format!(
+                    "page_size = {size}: this vmem was built with {} byte pages ({build}); \
+                     as in Linux, the page size is chosen when the kernel is built",
+                    vmem::addr::PAGE_SIZE
+                ));
             }
         }
         _ => unreachable!("checked against CONFIG_KEYS above"),

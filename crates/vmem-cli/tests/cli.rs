@@ -553,6 +553,53 @@ fn translate_walks_real_geometries_with_their_own_entries() {
     let bad = run(&["translate", "-m", "seg", "--geometry", "i386"]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(stderr(&bad).contains("applies to multi-level exercises"));
+    // arm64 descriptors: a page is type 3 with AF and nG (0x...f43 or 0x...fc3 read-only).
+    let o = run(&["translate", "-m", "multi", "-g", "arm64", "-s", "3", "-c"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("arm64 paging: 4 levels of 512 8-byte entries"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[17] 0x0068000000019f43  -> frame 0x19"),
+        "{text}"
+    );
+    // The 16 and 64 KiB granules need a kernel built with that page size.
+    if vmem::PAGE_SIZE == 4096 {
+        let bad = run(&["translate", "-m", "multi", "-g", "arm64-16k"]);
+        assert_eq!(bad.status.code(), Some(3));
+        assert!(
+            stderr(&bad).contains("built with 4 KiB pages (build with `--features page-16k`)"),
+            "{}",
+            stderr(&bad)
+        );
+    }
+}
+
+#[test]
+fn a_script_that_needs_another_page_size_says_how_to_get_it() {
+    if vmem::PAGE_SIZE != 4096 {
+        return; // the messages below are those of the default build
+    }
+    let o = run_script(
+        "big.rhai",
+        "let x = 1;\nmachine(#{page_size: 65536});\n",
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("big.rhai:2:"), "{err}");
+    assert!(
+        err.contains("page_size = 65536: this vmem was built with 4096 byte pages (build vmem with `--features page-64k`)"),
+        "{err}"
+    );
+    let o = run_script(
+        "ok.rhai",
+        "machine(#{page_size: 4096, geometry: \"arm64\"});\nlet p = spawn();\n",
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
@@ -584,5 +631,9 @@ print(p.pte(a));
     assert_eq!(line.split_whitespace().next().unwrap().len(), 10, "{line}");
     let o = run_script("bad.rhai", "machine(#{geometry: \"pdp11\"});\n", &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("expected x86-64, la57, i386 or sv39"));
+    assert!(
+        stderr(&o).contains("expected x86-64, la57, i386, sv39, arm64"),
+        "{}",
+        stderr(&o)
+    );
 }

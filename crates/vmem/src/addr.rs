@@ -1,15 +1,28 @@
 //! Typed addresses and page numbers.
 //!
 //! Owns the newtypes that cross module boundaries: [`VirtAddr`], [`PhysAddr`], [`Vpn`],
-//! [`Pfn`] and [`PgOff`], and the page-size constants of the default geometry (x86-64,
-//! 4 KiB pages). Arithmetic that a user can influence is checked (`checked_add`), in the
+//! [`Pfn`] and [`PgOff`], and the page-size constants (4 KiB, or 16 or 64 KiB when
+//! built with the `page-16k` or `page-64k` feature). Arithmetic that a user can influence is checked (`checked_add`), in the
 //! style of rust-vmm's `GuestAddress`; nothing here knows about processes or files.
 
 use std::fmt;
 
-/// log2 of the page size.
+#[cfg(all(feature = "page-16k", feature = "page-64k"))]
+compile_error!("the features page-16k and page-64k choose the page size: enable one of them");
+
+/// log2 of the page size: 12 (4 KiB) unless the crate is built with the `page-16k` (14)
+/// or `page-64k` (16) feature. Like Linux's `PAGE_SHIFT`, it is fixed when the kernel is
+/// built, not a run-time setting.
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 pub const PAGE_SHIFT: u32 = 12;
-/// The page size in bytes (4 KiB).
+/// log2 of the page size (16 KiB: the `page-16k` feature).
+#[cfg(all(feature = "page-16k", not(feature = "page-64k")))]
+pub const PAGE_SHIFT: u32 = 14;
+/// log2 of the page size (64 KiB: the `page-64k` feature).
+#[cfg(feature = "page-64k")]
+pub const PAGE_SHIFT: u32 = 16;
+/// The page size in bytes (4 KiB by default; 16 or 64 KiB with the `page-16k` or
+/// `page-64k` feature).
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 /// Mask of the offset-in-page bits.
 pub const PAGE_MASK: u64 = PAGE_SIZE - 1;
@@ -167,8 +180,12 @@ mod tests {
     #[test]
     fn addresses_split_into_page_and_offset() {
         let va = VirtAddr(0x1234_5678);
-        assert_eq!(va.vpn(), Vpn(0x12345));
-        assert_eq!(va.page_offset(), 0x678);
-        assert_eq!(va.vpn().addr(), VirtAddr(0x1234_5000));
+        assert_eq!(va.vpn(), Vpn(0x1234_5678 >> PAGE_SHIFT));
+        assert_eq!(va.page_offset(), 0x1234_5678 & PAGE_MASK);
+        assert_eq!(va.vpn().addr(), VirtAddr(0x1234_5678 & !PAGE_MASK));
+        if PAGE_SHIFT == 12 {
+            assert_eq!(va.vpn(), Vpn(0x12345));
+            assert_eq!(va.page_offset(), 0x678);
+        }
     }
 }

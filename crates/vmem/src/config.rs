@@ -4,7 +4,9 @@
 //! and [`PagingGeometry`] (the shape of the page tables, their entry format, and what
 //! follows from the architecture: the top of user space and where devices sit on the
 //! physical bus). The defaults are those of an x86-64 Linux box: 4-level paging, 48-bit
-//! virtual addresses, 4 KiB pages, 64 KiB fault-around, 128 KiB read-around.
+//! virtual addresses, 4 KiB pages, 64 KiB fault-around, 128 KiB read-around. A kernel built
+//! with 16 or 64 KiB pages (the `page-16k` / `page-64k` features) is an arm64 machine with
+//! that translation granule, as Linux's `CONFIG_ARM64_16K_PAGES` / `_64K_PAGES` kernels are.
 
 use crate::addr::{PhysAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::hw::phys::PhysMem;
@@ -17,8 +19,10 @@ pub use crate::hw::pte_format::PteFormat;
 /// The walker and the kernel's page-table code read the geometry from here, and every read
 /// or write of a table entry in RAM goes through it ([`PagingGeometry::read_pte`] and
 /// friends), so another geometry is a new constructor, not a change to callers. Machines:
-/// x86-64 4-level (the default) and 5-level, 32-bit x86 two-level (non-PAE i386) and
-/// RISC-V Sv39.
+/// x86-64 4-level (the default) and 5-level, 32-bit x86 two-level (non-PAE i386),
+/// RISC-V Sv39 and arm64 with 4, 16 and 64 KiB granules. A geometry's page size must be the
+/// kernel's [`PAGE_SIZE`] (fixed when the crate is built): [`crate::Kernel::try_new`]
+/// refuses another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PagingGeometry {
     /// Number of table levels (4 for x86-64 long mode).
@@ -36,7 +40,7 @@ impl PagingGeometry {
     pub const X86_64_4LEVEL: PagingGeometry = PagingGeometry {
         levels: 4,
         bits_per_level: 9,
-        page_shift: PAGE_SHIFT,
+        page_shift: 12,
         format: PteFormat::X86_64,
     };
 
@@ -44,7 +48,7 @@ impl PagingGeometry {
     pub const X86_64_5LEVEL: PagingGeometry = PagingGeometry {
         levels: 5,
         bits_per_level: 9,
-        page_shift: PAGE_SHIFT,
+        page_shift: 12,
         format: PteFormat::X86_64,
     };
 
@@ -53,7 +57,7 @@ impl PagingGeometry {
     pub const I386: PagingGeometry = PagingGeometry {
         levels: 2,
         bits_per_level: 10,
-        page_shift: PAGE_SHIFT,
+        page_shift: 12,
         format: PteFormat::X86_32,
     };
 
@@ -62,17 +66,95 @@ impl PagingGeometry {
     pub const SV39: PagingGeometry = PagingGeometry {
         levels: 3,
         bits_per_level: 9,
-        page_shift: PAGE_SHIFT,
+        page_shift: 12,
         format: PteFormat::Sv39,
     };
 
-    /// The machine geometries by name: `x86-64` (4-level), `la57` (5-level), `i386`, `sv39`.
-    pub const NAMED: [(&'static str, PagingGeometry); 4] = [
+    /// arm64 with the 4 KiB granule: 4 levels of 512 eight-byte descriptors, 48-bit
+    /// virtual addresses (Linux `CONFIG_ARM64_4K_PAGES`, `VA_BITS=48`).
+    pub const ARM64_4K: PagingGeometry = PagingGeometry {
+        levels: 4,
+        bits_per_level: 9,
+        page_shift: 12,
+        format: PteFormat::Arm64,
+    };
+
+    /// arm64 with the 16 KiB granule: 3 levels of 2048 descriptors, 47-bit virtual
+    /// addresses (Linux `CONFIG_ARM64_16K_PAGES`, `VA_BITS=47`); a level-1 (PMD) block
+    /// maps 32 MiB.
+    pub const ARM64_16K: PagingGeometry = PagingGeometry {
+        levels: 3,
+        bits_per_level: 11,
+        page_shift: 14,
+        format: PteFormat::Arm64,
+    };
+
+    /// arm64 with the 64 KiB granule: 2 levels of 8192 descriptors, 42-bit virtual
+    /// addresses (Linux `CONFIG_ARM64_64K_PAGES`, `VA_BITS=42`); a level-1 block maps
+    /// 512 MiB.
+    pub const ARM64_64K: PagingGeometry = PagingGeometry {
+        levels: 2,
+        bits_per_level: 13,
+        page_shift: 16,
+        format: PteFormat::Arm64,
+    };
+
+    /// The geometry a machine has unless told otherwise: x86-64 4-level with 4 KiB pages,
+    /// the arm64 geometry of the granule when the kernel is built with 16 or 64 KiB pages.
+    pub const DEFAULT: PagingGeometry = match PAGE_SHIFT {
+        14 => PagingGeometry::ARM64_16K,
+        16 => PagingGeometry::ARM64_64K,
+        _ => PagingGeometry::X86_64_4LEVEL,
+    };
+
+    /// The machine geometries by name: `x86-64` (4-level), `la57` (5-level), `i386`, `sv39`,
+    /// `arm64` (4 KiB granule), `arm64-16k`, `arm64-64k`. A kernel runs the ones whose page
+    /// size is its own ([`PagingGeometry::fits_this_kernel`]).
+    pub const NAMED: [(&'static str, PagingGeometry); 7] = [
         ("x86-64", PagingGeometry::X86_64_4LEVEL),
         ("la57", PagingGeometry::X86_64_5LEVEL),
         ("i386", PagingGeometry::I386),
         ("sv39", PagingGeometry::SV39),
+        ("arm64", PagingGeometry::ARM64_4K),
+        ("arm64-16k", PagingGeometry::ARM64_16K),
+        ("arm64-64k", PagingGeometry::ARM64_64K),
     ];
+
+    /// Whether a machine of this kernel build can use the geometry: its page size is
+    /// [`PAGE_SIZE`].
+    pub const fn fits_this_kernel(&self) -> bool {
+        self.page_shift == PAGE_SHIFT
+    }
+
+    /// The names of the geometries this kernel build can run, for messages.
+    pub fn names_for_this_kernel() -> Vec<&'static str> {
+        Self::NAMED
+            .iter()
+            .filter(|(_, g)| g.fits_this_kernel())
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// Why this kernel cannot run the geometry (`None` when it can): the page size is fixed
+    /// when the kernel is built, as in Linux.
+    pub fn unfit_reason(&self) -> Option<String> {
+        if self.fits_this_kernel() {
+            return None;
+        }
+        let feature = match self.page_shift {
+            14 => " (build with `--features page-16k`)",
+            16 => " (build with `--features page-64k`)",
+            12 => " (build without the page-16k/page-64k features)",
+            _ => "",
+        };
+        Some(format!(
+            "the {} geometry has {} KiB pages but this kernel was built with {} KiB pages{feature}; \
+             as in Linux, the page size is chosen when the kernel is built",
+            self.name().unwrap_or("given"),
+            (1u64 << self.page_shift) >> 10,
+            PAGE_SIZE >> 10,
+        ))
+    }
 
     /// The geometry called `name` (see [`PagingGeometry::NAMED`]; `x86_64`, `x86-64-5level`
     /// and `riscv-sv39` are accepted too).
@@ -82,6 +164,9 @@ impl PagingGeometry {
             "x86-64-5level" | "x86_64-5level" => "la57",
             "x86" | "x86-32" | "ia32" => "i386",
             "riscv-sv39" | "riscv64" => "sv39",
+            "arm64-4k" | "aarch64" | "aarch64-4k" => "arm64",
+            "aarch64-16k" => "arm64-16k",
+            "aarch64-64k" => "arm64-64k",
             n => n,
         };
         Self::NAMED
@@ -90,7 +175,7 @@ impl PagingGeometry {
             .map(|(_, g)| *g)
     }
 
-    /// The name of a machine geometry (`x86-64`, `la57`, `i386`, `sv39`), or `None` for
+    /// The name of a machine geometry (`x86-64`, `la57`, `i386`, `sv39`, `arm64`...), or `None` for
     /// another shape (the trainer's small tables).
     pub fn name(&self) -> Option<&'static str> {
         Self::NAMED.iter().find(|(_, g)| g == self).map(|(n, _)| *n)
@@ -99,13 +184,35 @@ impl PagingGeometry {
     /// One past the highest user address (Linux `TASK_SIZE`): 128 TiB - 4 KiB with 4-level
     /// x86-64 paging (`TASK_SIZE_MAX`), 64 PiB - 4 KiB with 5-level, 0xC000_0000 on i386
     /// (the 3G/1G split, `PAGE_OFFSET`), 256 GiB on Sv39 (`TASK_SIZE_64 = PGDIR_SIZE *
-    /// PTRS_PER_PGD / 2`: the lower half of the sign-extended 39-bit space).
+    /// PTRS_PER_PGD / 2`: the lower half of the sign-extended 39-bit space), and on arm64 the
+    /// whole range of the user translation table (`TASK_SIZE_64 = 1 << VA_BITS`: 256 TiB,
+    /// 128 TiB or 4 TiB for the 4, 16 and 64 KiB granules).
     pub const fn task_size(&self) -> u64 {
         match self.format {
-            PteFormat::X86_64 => (1u64 << (self.va_bits() - 1)) - PAGE_SIZE,
+            PteFormat::X86_64 => (1u64 << (self.va_bits() - 1)) - (1 << self.page_shift),
             PteFormat::X86_32 => 0xc000_0000,
             PteFormat::Sv39 => 1u64 << (self.va_bits() - 1),
+            PteFormat::Arm64 => 1u64 << self.va_bits(),
         }
+    }
+
+    /// The top of the address space `mmap` searches without a hint and under which the stack
+    /// starts (Linux `DEFAULT_MAP_WINDOW`, `STACK_TOP` without randomisation): on x86-64
+    /// 128 TiB - 4 KiB with 4 and 5 levels alike (5-level addresses need a hint), elsewhere
+    /// the top of user space. Page aligned.
+    pub const fn mmap_window(&self) -> u64 {
+        let top = match self.format {
+            PteFormat::X86_64 => {
+                let t = self.task_size();
+                if t < crate::consts::TASK_SIZE {
+                    t
+                } else {
+                    crate::consts::TASK_SIZE
+                }
+            }
+            _ => self.task_size(),
+        };
+        top & !((1 << self.page_shift) - 1)
     }
 
     /// Where the device (MMIO) window starts on the physical bus, which is also the most
@@ -114,7 +221,9 @@ impl PagingGeometry {
     pub const fn mmio_base(&self) -> PhysAddr {
         match self.format {
             PteFormat::X86_32 => PhysAddr(0xe000_0000),
-            PteFormat::X86_64 | PteFormat::Sv39 => PhysAddr(crate::hw::phys::MMIO_BASE),
+            PteFormat::X86_64 | PteFormat::Sv39 | PteFormat::Arm64 => {
+                PhysAddr(crate::hw::phys::MMIO_BASE)
+            }
         }
     }
 
@@ -160,6 +269,16 @@ impl PagingGeometry {
             format: self.format,
             bits: self.format.encode_pte(pte),
             leaf: true,
+        }
+    }
+
+    /// The upper-level entry `e` (a table pointer or a huge page) as the hardware stores
+    /// it, for display.
+    pub fn raw_table(&self, e: Pte) -> crate::hw::pte_format::RawPte {
+        crate::hw::pte_format::RawPte {
+            format: self.format,
+            bits: self.format.encode_table(e),
+            leaf: false,
         }
     }
 
@@ -272,9 +391,10 @@ impl Default for MachineConfig {
             ram_bytes: 64 << 20,
             tlb_sets: 64,
             tlb_ways: 4,
-            geometry: PagingGeometry::X86_64_4LEVEL,
-            fault_around_pages: 16,
-            read_around_pages: 32,
+            geometry: PagingGeometry::DEFAULT,
+            // Linux's fault_around_bytes (64 KiB) and read-ahead window (128 KiB) in pages.
+            fault_around_pages: (65536 / PAGE_SIZE).max(1),
+            read_around_pages: (131072 / PAGE_SIZE).max(1),
             mmap_min_addr: 0x10000,
             max_map_count: 65530,
             swap_bytes: 0,

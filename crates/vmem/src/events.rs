@@ -207,7 +207,7 @@ pub enum Event {
         /// The new entry as stored in RAM, in the machine's format.
         raw: RawPte,
     },
-    /// A PMD entry now maps a 2 MiB page itself.
+    /// A PMD entry now maps a huge page (2 MiB with 4 KiB pages) itself.
     PmdInstall {
         /// Process.
         pid: Pid,
@@ -215,6 +215,8 @@ pub enum Event {
         va: VirtAddr,
         /// New entry.
         pmd: Pte,
+        /// The new entry as stored in RAM, in the machine's format.
+        raw: RawPte,
     },
     /// A huge page's PMD mapping was replaced by a table of 512 page entries
     /// (Linux `split_huge_pmd`), so that part of it can be changed alone.
@@ -443,10 +445,12 @@ impl std::fmt::Display for Event {
                 from.0, to.0
             ),
             Event::PteInstall { va, raw, .. } => write!(f, "    PTE for {va} := {raw}"),
-            Event::PmdInstall { va, pmd, .. } => write!(f, "    PMD for {va} := {pmd}"),
+            Event::PmdInstall { va, raw, .. } => write!(f, "    PMD for {va} := {raw}"),
             Event::HugePageSplit { va, .. } => write!(
                 f,
-                "    split_huge_pmd: the 2 MiB page at {va} is now mapped by 512 PTEs"
+                "    split_huge_pmd: the {} page at {va} is now mapped by {} PTEs",
+                crate::mm::huge_memory::huge_page_size_name(),
+                crate::mm::huge_memory::HPAGE_PAGES
             ),
             Event::FaultAround { start, pages, .. } => {
                 write!(

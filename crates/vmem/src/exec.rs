@@ -22,8 +22,8 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use std::path::Path;
 
-/// Where a position-independent executable is loaded (x86-64 `ELF_ET_DYN_BASE` without
-/// randomisation).
+/// Where a position-independent executable is loaded on x86-64 (`ELF_ET_DYN_BASE` without
+/// randomisation: two thirds of the mmap window; other geometries get two thirds of theirs).
 pub const ELF_ET_DYN_BASE: u64 = 0x5555_5555_4000;
 /// The top of the stack (x86-64 `STACK_TOP` without randomisation).
 pub const STACK_TOP: u64 = TASK_SIZE;
@@ -169,7 +169,9 @@ impl Kernel {
             self.unmap_range(pid, v.start, v.end);
         }
         let bias = if kind == elf::ET_DYN {
-            ELF_ET_DYN_BASE
+            // Two thirds of the way up the mmap window (ELF_ET_DYN_BASE on x86-64 and
+            // arm64), page aligned.
+            (self.cfg.geometry.mmap_window() / 3 * 2) & !crate::addr::PAGE_MASK
         } else {
             0
         };
@@ -182,7 +184,7 @@ impl Kernel {
             .unwrap_or(VirtAddr(0));
         // The stack.
         // The top of user space of a smaller geometry (i386: 0xC000_0000).
-        let top = STACK_TOP.min(self.task_size());
+        let top = STACK_TOP.min(self.cfg.geometry.mmap_window());
         let stack_top = VirtAddr(top);
         let stack_start = VirtAddr(top - STACK_INITIAL);
         let stack = Vma {

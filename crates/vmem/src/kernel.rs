@@ -9,7 +9,6 @@
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
 use crate::config::MachineConfig;
-use crate::consts::TASK_SIZE;
 use crate::errno::{Errno, SysResult};
 use crate::events::{Event, Events, Observer};
 use crate::fs::{Inode, InodeId, OpenFile};
@@ -121,8 +120,12 @@ impl Kernel {
     }
 
     /// Boots a machine, creating its swap file if it has swap. A RAM size that reaches the
-    /// geometry's device window (above 3.5 GiB on i386) is an `InvalidInput` error.
+    /// geometry's device window (above 3.5 GiB on i386), or a geometry whose page size is
+    /// not the one this kernel was built with, is an `InvalidInput` error.
     pub fn try_new(cfg: MachineConfig) -> std::io::Result<Kernel> {
+        if let Some(why) = cfg.geometry.unfit_reason() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+        }
         let mmio_base = cfg.geometry.mmio_base();
         if cfg.ram_bytes > mmio_base.0 {
             return Err(std::io::Error::new(
@@ -233,7 +236,7 @@ impl Kernel {
                 rss_file: 0,
                 rss_anon: 0,
                 pt_frames: 1,
-                mmap_base: TASK_SIZE.min(self.task_size()) - (128 << 20),
+                mmap_base: self.cfg.geometry.mmap_window() - (128 << 20),
                 start_brk: VirtAddr(0),
                 brk: VirtAddr(0),
                 thp: std::collections::BTreeMap::new(),

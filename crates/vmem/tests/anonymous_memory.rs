@@ -6,7 +6,7 @@
 use vmem::consts::*;
 use vmem::{Kernel, VirtAddr};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = vmem::PAGE_SIZE;
 const RW: i32 = PROT_READ | PROT_WRITE;
 /// A 2 MiB-aligned address: the pages below share one leaf page table.
 const BASE: VirtAddr = VirtAddr(0x4000_0000);
@@ -244,7 +244,7 @@ fn shared_anonymous_memory_is_freed_with_its_last_mapping() {
         .mmap(
             p,
             VirtAddr(0),
-            4 * 4096,
+            4 * PAGE,
             PROT_READ | PROT_WRITE,
             MAP_SHARED | MAP_ANONYMOUS,
             -1,
@@ -252,10 +252,10 @@ fn shared_anonymous_memory_is_freed_with_its_last_mapping() {
         )
         .unwrap();
     for i in 0..4 {
-        k.store_u8(p, va.add(i * 4096), 1).unwrap();
+        k.store_u8(p, va.add(i * PAGE), 1).unwrap();
     }
     let c = k.fork(p).unwrap();
-    k.munmap(p, va, 4 * 4096).unwrap();
+    k.munmap(p, va, 4 * PAGE).unwrap();
     assert_eq!(k.load_u8(c, va).unwrap(), 1, "the child still maps it");
     k.exit(c).unwrap();
     k.exit(p).unwrap();

@@ -4,7 +4,7 @@
 use vmem::consts::*;
 use vmem::{Kernel, VirtAddr};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = vmem::PAGE_SIZE;
 
 #[test]
 fn anonymous_memory_is_isolated_in_both_directions() {
@@ -48,7 +48,7 @@ fn anonymous_memory_is_isolated_in_both_directions() {
 fn shared_mappings_stay_shared_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.bin");
-    std::fs::write(&path, vec![b'.'; 8192]).unwrap();
+    std::fs::write(&path, vec![b'.'; 2 * PAGE as usize]).unwrap();
     let mut k = Kernel::default();
     let parent = k.spawn().unwrap();
     let fd = k.open(parent, &path, O_RDWR, 0).unwrap();
@@ -56,7 +56,7 @@ fn shared_mappings_stay_shared_both_ways() {
         .mmap(
             parent,
             VirtAddr(0),
-            8192,
+            2 * PAGE,
             PROT_READ | PROT_WRITE,
             MAP_SHARED,
             fd,
@@ -88,7 +88,7 @@ fn shared_mappings_stay_shared_both_ways() {
     k.fsync(child, fd).unwrap();
     let disk = std::fs::read(&path).unwrap();
     assert_eq!(&disk[..10], b"from child");
-    assert_eq!(&disk[4096..4107], b"from parent");
+    assert_eq!(&disk[PAGE as usize..PAGE as usize + 11], b"from parent");
     k.exit(child).unwrap();
     assert_eq!(k.load_vec(parent, shm, 3).unwrap(), b"shm");
 }
@@ -97,7 +97,7 @@ fn shared_mappings_stay_shared_both_ways() {
 fn private_file_pages_copy_on_write_after_fork() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("private.bin");
-    std::fs::write(&path, vec![b'f'; 4096]).unwrap();
+    std::fs::write(&path, vec![b'f'; PAGE as usize]).unwrap();
     let mut k = Kernel::default();
     let parent = k.spawn().unwrap();
     let fd = k.open(parent, &path, O_RDONLY, 0).unwrap();
@@ -120,7 +120,7 @@ fn private_file_pages_copy_on_write_after_fork() {
     k.shutdown().unwrap();
     assert_eq!(
         std::fs::read(&path).unwrap(),
-        vec![b'f'; 4096],
+        vec![b'f'; PAGE as usize],
         "private writes never reach the file"
     );
 }

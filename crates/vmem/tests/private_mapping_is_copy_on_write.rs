@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use vmem::consts::*;
 use vmem::{Kernel, VirtAddr};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = vmem::PAGE_SIZE;
 const RW: i32 = PROT_READ | PROT_WRITE;
 
 fn make_file(dir: &Path, pages: u64) -> (PathBuf, Vec<u8>) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use vmem::consts::*;
 use vmem::{Kernel, VirtAddr};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = vmem::PAGE_SIZE;
 
 fn make_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);

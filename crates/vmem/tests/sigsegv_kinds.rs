@@ -5,7 +5,7 @@
 use vmem::consts::*;
 use vmem::{Kernel, SegvCode, Signal, VirtAddr};
 
-const PAGE: u64 = 4096;
+const PAGE: u64 = vmem::PAGE_SIZE;
 
 fn maperr(addr: VirtAddr) -> Signal {
     Signal::Segv {

@@ -18,7 +18,7 @@ use vmem::fs::InodeId;
 use vmem::mm::vma::{Backing, Vma};
 use vmem::{Errno, Kernel, Pid, SegvCode, Signal, VirtAddr};
 
-const PG: u64 = 4096;
+const PG: u64 = vmem::PAGE_SIZE;
 /// The reserved window MAP_FIXED and hinted mappings go to.
 const WIN: u64 = 0x1000_0000;
 const WIN_PAGES: u64 = 64;

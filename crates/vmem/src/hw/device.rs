@@ -53,7 +53,7 @@ impl Device for Console {
         "console"
     }
     fn size(&self) -> u64 {
-        4096
+        crate::addr::PAGE_SIZE
     }
     fn read(&mut self, offset: u64, _: usize) -> u64 {
         match offset {
@@ -104,7 +104,7 @@ impl Device for Timer {
         "timer"
     }
     fn size(&self) -> u64 {
-        4096
+        crate::addr::PAGE_SIZE
     }
     fn read(&mut self, offset: u64, _: usize) -> u64 {
         match offset {

@@ -196,8 +196,11 @@ fn walk_and_fill<const NATIVE: bool>(
     if updated != pte {
         if NATIVE {
             phys.write_u64(leaf.pte_pa, updated.0);
-        } else {
+        } else if leaf.level == 0 {
             geom.write_pte(phys, leaf.pte_pa, updated);
+        } else {
+            // An arm64 block: an upper-level entry's encoding.
+            geom.write_table(phys, leaf.pte_pa, updated);
         }
     }
     let flags = (u8::from(updated.writable()) * TlbEntry::WRITABLE)

@@ -154,7 +154,11 @@ impl std::fmt::Display for Pte {
             f,
             "0x{:016x} ({}pfn 0x{:x} {}{}{}{}{}{})",
             self.0,
-            if self.huge() { "2 MiB page at " } else { "" },
+            if self.huge() {
+                crate::mm::huge_memory::HUGE_PAGE_AT
+            } else {
+                ""
+            },
             self.pfn().0,
             if self.protnone() { 'N' } else { 'P' },
             flag(self.writable(), 'W'),

@@ -1,4 +1,5 @@
-//! The formats page-table entries have in RAM: x86-64, 32-bit x86 (non-PAE) and RISC-V Sv39.
+//! The formats page-table entries have in RAM: x86-64, 32-bit x86 (non-PAE), RISC-V Sv39
+//! and arm64 (VMSAv8-64 descriptors).
 //!
 //! Owns [`PteFormat`] (which hardware format a machine's tables use), the encoding of the
 //! kernel's [`Pte`] into that format and back, the reads and writes of table entries in
@@ -29,15 +30,32 @@
 //!   _PAGE_READ`); a swap entry has V=0, G=0, the swap type in bits 7..11 and the offset
 //!   from bit 12. The MMU sets A and D itself (the Svadu behaviour) rather than faulting.
 //!
+//! - **arm64** (8 bytes, Linux `arch/arm64/include/asm/pgtable-hwdef.h`, `pgtable-prot.h`,
+//!   `pgtable.h`): bits 1..0 are 3 for a page (last level) or a pointer to the next table,
+//!   1 for a block (a huge page at an upper level), bit 0 clear for an invalid entry;
+//!   AttrIndx=4..2 (0: normal memory, 4: `MT_DEVICE_nGnRE` for device pages), AP[1]=6
+//!   (`PTE_USER`), AP[2]=7 (`PTE_RDONLY`), SH=9..8 (3: inner shareable), AF=10, nG=11,
+//!   DBM=51, PXN=53, UXN=54, and the output address in bits 47..`PAGE_SHIFT` (the granule:
+//!   4, 16 or 64 KiB). Linux keeps "writable" in DBM (`PTE_WRITE`) and "dirty" in the
+//!   hardware's way, a writable entry with AP[2] clear (`pte_hw_dirty`), or in software bit
+//!   55 (`PTE_DIRTY`) for a dirty read-only entry; so a clean writable page is DBM with
+//!   RDONLY, and the first write clears RDONLY (hardware dirty-bit management, FEAT_HAFDBS,
+//!   which also sets AF). `PTE_SPECIAL` is bit 56; PROT_NONE is V clear with nG set
+//!   (`PTE_PRESENT_INVALID`, Linux 6.10 on); a swap entry has V and nG clear, the type in
+//!   bits 10..6 and the offset from bit 12. A table pointer has no AF, so the walker sets
+//!   no Accessed bit in the upper levels.
+//!
 //! Swap entries: Linux never uses swap offset 0 (that page of a swap area is its header),
 //! which is what keeps a swap entry distinct from the empty entry. The model's swap slots
 //! count from 0, so slot `n` is stored as offset `n + 1` of swap type 0. (The x86-64 format
 //! keeps the model's own encoding: bit 9 marks a swap entry, the slot is in the frame bits.)
 //!
-//! Large pages (i386 4 MiB PDEs, Sv39 mega/gigapages) are not modelled: the kernel never
-//! writes them, and an upper-level entry that is not a table pointer reads as not present.
+//! Large pages: the x86-64 PS bit and arm64 blocks carry the kernel's huge PMDs
+//! ([`Pte::HUGE`]). i386 4 MiB PDEs and Sv39 mega/gigapages are not modelled: the kernel
+//! never writes them, and an upper-level entry that is not a table pointer reads as not
+//! present.
 
-use crate::addr::{Pfn, PhysAddr};
+use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT};
 use crate::hw::phys::PhysMem;
 use crate::hw::pte::Pte;
 
@@ -50,6 +68,9 @@ pub enum PteFormat {
     X86_32,
     /// RISC-V Sv39: 8-byte entries, PPN from bit 10, separate R/W/X bits.
     Sv39,
+    /// arm64 (VMSAv8-64) descriptors: 8 bytes, output address from bit `PAGE_SHIFT`,
+    /// AP[2] read-only, DBM writable, AF accessed.
+    Arm64,
 }
 
 /// i386 bit positions (those shared with [`Pte`] are P, R/W, U/S, A, D).
@@ -77,13 +98,37 @@ mod sv39 {
     pub const SWP_OFFSET_SHIFT: u32 = 12; // __SWP_TYPE_SHIFT 7 + __SWP_TYPE_BITS 5
 }
 
+/// arm64 descriptor bits (Linux `pgtable-hwdef.h`, `pgtable-prot.h`).
+mod arm64 {
+    pub const VALID: u64 = 1 << 0;
+    /// Bits 1..0 of a page (last level) or of a pointer to the next table.
+    pub const TYPE_PAGE: u64 = 3;
+    /// Bit 1 clear at an upper level: a block (Linux `PMD_TYPE_SECT`).
+    pub const TABLE_BIT: u64 = 1 << 1;
+    /// AttrIndx of device memory (`MT_DEVICE_nGnRE` = 4), for special (device) pages.
+    pub const ATTR_DEVICE: u64 = 4 << 2;
+    pub const USER: u64 = 1 << 6; // AP[1]
+    pub const RDONLY: u64 = 1 << 7; // AP[2]
+    pub const SHARED: u64 = 3 << 8; // inner shareable
+    pub const AF: u64 = 1 << 10;
+    pub const NG: u64 = 1 << 11; // also PTE_PRESENT_INVALID when VALID is clear
+    pub const DBM: u64 = 1 << 51; // PTE_WRITE
+    pub const PXN: u64 = 1 << 53;
+    pub const UXN: u64 = 1 << 54;
+    pub const DIRTY: u64 = 1 << 55; // software PTE_DIRTY
+    pub const SPECIAL: u64 = 1 << 56; // software PTE_SPECIAL
+    /// Output address bits 47..PAGE_SHIFT.
+    pub const OA_MASK: u64 = ((1 << 48) - 1) & !((1 << super::PAGE_SHIFT) - 1);
+    pub const SWP_OFFSET_SHIFT: u32 = 12; // __SWP_OFFSET_SHIFT
+}
+
 impl PteFormat {
     /// log2 of the entry size: 3 (8 bytes) or 2 (4 bytes).
     #[inline(always)]
     pub const fn entry_shift(self) -> u32 {
         match self {
             PteFormat::X86_32 => 2,
-            PteFormat::X86_64 | PteFormat::Sv39 => 3,
+            PteFormat::X86_64 | PteFormat::Sv39 | PteFormat::Arm64 => 3,
         }
     }
 
@@ -100,27 +145,37 @@ impl PteFormat {
     }
 
     /// Whether the hardware sets the Accessed bit in the upper-level entries it walks
-    /// through (x86 does; in Sv39 A is reserved in a pointer entry and stays clear).
+    /// through (x86 does; in Sv39 A is reserved in a pointer entry and stays clear; an arm64
+    /// table descriptor has no AF).
     #[inline(always)]
     pub const fn sets_table_accessed(self) -> bool {
-        !matches!(self, PteFormat::Sv39)
+        !matches!(self, PteFormat::Sv39 | PteFormat::Arm64)
     }
 
-    /// Width of a physical address (bits): 52 for x86-64, 32 for non-PAE x86, 56 for Sv39.
+    /// Width of a physical address (bits): 52 for x86-64, 32 for non-PAE x86, 56 for Sv39,
+    /// 48 for arm64 (without the 52-bit LPA extensions).
     pub const fn phys_bits(self) -> u32 {
         match self {
             PteFormat::X86_64 => 52,
             PteFormat::X86_32 => 32,
             PteFormat::Sv39 => 56,
+            PteFormat::Arm64 => 48,
         }
     }
 
-    /// A short name: `x86-64`, `i386` or `sv39`.
+    /// Whether an upper-level entry can map a huge page itself (the x86-64 PS bit, an arm64
+    /// block), which is what the kernel's huge PMDs need.
+    pub const fn has_huge_pmd(self) -> bool {
+        matches!(self, PteFormat::X86_64 | PteFormat::Arm64)
+    }
+
+    /// A short name: `x86-64`, `i386`, `sv39` or `arm64`.
     pub const fn name(self) -> &'static str {
         match self {
             PteFormat::X86_64 => "x86-64",
             PteFormat::X86_32 => "i386",
             PteFormat::Sv39 => "sv39",
+            PteFormat::Arm64 => "arm64",
         }
     }
 
@@ -138,6 +193,11 @@ impl PteFormat {
                 "V=bit 0, R=1, W=2, X=3, U=4, G=5, A=6, D=7, PPN = bits 53..10; \
                  V with R=W=X=0 points to the next table"
             }
+            PteFormat::Arm64 => {
+                "bits 1..0 = 3 page or table pointer, 1 block; AP[1] user=6, AP[2] read-only=7, \
+                 AF=10, nG=11, DBM writable=51, UXN=54, output address = bits 47..page shift; \
+                 dirty = writable and not read-only"
+            }
         }
     }
 
@@ -150,7 +210,7 @@ impl PteFormat {
                 phys.read(pa, &mut b);
                 u64::from(u32::from_le_bytes(b))
             }
-            PteFormat::X86_64 | PteFormat::Sv39 => phys.read_u64(pa),
+            PteFormat::X86_64 | PteFormat::Sv39 | PteFormat::Arm64 => phys.read_u64(pa),
         }
     }
 
@@ -159,7 +219,7 @@ impl PteFormat {
     pub fn write_raw(self, phys: &mut PhysMem, pa: PhysAddr, raw: u64) {
         match self {
             PteFormat::X86_32 => phys.write(pa, &(raw as u32).to_le_bytes()),
-            PteFormat::X86_64 | PteFormat::Sv39 => phys.write_u64(pa, raw),
+            PteFormat::X86_64 | PteFormat::Sv39 | PteFormat::Arm64 => phys.write_u64(pa, raw),
         }
     }
 
@@ -271,6 +331,40 @@ impl PteFormat {
                 }
                 v
             }
+            PteFormat::Arm64 => {
+                if pte.is_swap() {
+                    return (pte.swap_slot() + 1) << arm64::SWP_OFFSET_SHIFT;
+                }
+                let mut v = ((pte.pfn().0 << PAGE_SHIFT) & arm64::OA_MASK)
+                    | arm64::TYPE_PAGE
+                    | arm64::SHARED
+                    | arm64::NG;
+                if !pte.present() {
+                    // PROT_NONE: PTE_PRESENT_INVALID (nG) with V clear.
+                    v &= !arm64::VALID;
+                }
+                if pte.user() {
+                    v |= arm64::USER | arm64::PXN;
+                }
+                if pte.accessed() {
+                    v |= arm64::AF;
+                }
+                if pte.nx() {
+                    v |= arm64::UXN;
+                }
+                if pte.special() {
+                    v |= arm64::SPECIAL | arm64::ATTR_DEVICE;
+                }
+                // pte_mkwrite sets DBM; pte_mkdirty clears RDONLY when writable, and
+                // keeps PTE_DIRTY in software when not.
+                match (pte.writable(), pte.dirty()) {
+                    (true, true) => v |= arm64::DBM,
+                    (true, false) => v |= arm64::DBM | arm64::RDONLY,
+                    (false, true) => v |= arm64::DIRTY | arm64::RDONLY,
+                    (false, false) => v |= arm64::RDONLY,
+                }
+                v
+            }
         }
     }
 
@@ -331,6 +425,43 @@ impl PteFormat {
                 }
                 Pte::new(pfn, f)
             }
+            PteFormat::Arm64 => {
+                if raw & (arm64::VALID | arm64::NG) == 0 {
+                    let offset = raw >> arm64::SWP_OFFSET_SHIFT;
+                    return if offset == 0 {
+                        Pte::NONE
+                    } else {
+                        Pte::swap(offset - 1)
+                    };
+                }
+                let pfn = Pfn((raw & arm64::OA_MASK) >> PAGE_SHIFT);
+                let mut f = if raw & arm64::VALID != 0 {
+                    Pte::PRESENT
+                } else {
+                    Pte::PROTNONE
+                };
+                let writable = raw & arm64::DBM != 0;
+                if writable {
+                    f |= Pte::WRITABLE;
+                }
+                // pte_dirty: software dirty, or hardware dirty (writable, not read-only).
+                if raw & arm64::DIRTY != 0 || (writable && raw & arm64::RDONLY == 0) {
+                    f |= Pte::DIRTY;
+                }
+                if raw & arm64::USER != 0 {
+                    f |= Pte::USER;
+                }
+                if raw & arm64::AF != 0 {
+                    f |= Pte::ACCESSED;
+                }
+                if raw & arm64::UXN != 0 {
+                    f |= Pte::NX;
+                }
+                if raw & arm64::SPECIAL != 0 {
+                    f |= Pte::SPECIAL;
+                }
+                Pte::new(pfn, f)
+            }
         }
     }
 
@@ -345,6 +476,16 @@ impl PteFormat {
                     return 0;
                 }
                 ((e.pfn().0 << sv39::PPN_SHIFT) & sv39::PPN_MASK) | sv39::V
+            }
+            PteFormat::Arm64 => {
+                if e.huge() {
+                    // A block: the page descriptor's layout with bit 1 clear.
+                    return self.encode_pte(e.without(Pte::HUGE)) & !arm64::TABLE_BIT;
+                }
+                if !e.present() {
+                    return 0;
+                }
+                ((e.pfn().0 << PAGE_SHIFT) & arm64::OA_MASK) | arm64::TYPE_PAGE
             }
         }
     }
@@ -369,6 +510,19 @@ impl PteFormat {
                 }
                 Pte::new(
                     Pfn((raw & sv39::PPN_MASK) >> sv39::PPN_SHIFT),
+                    Pte::PRESENT | Pte::WRITABLE | Pte::USER,
+                )
+            }
+            PteFormat::Arm64 => {
+                if raw & arm64::VALID == 0 {
+                    return Pte::NONE;
+                }
+                if raw & arm64::TABLE_BIT == 0 {
+                    // A block: a huge page mapped by this entry.
+                    return self.decode_pte(raw | arm64::TABLE_BIT).with(Pte::HUGE);
+                }
+                Pte::new(
+                    Pfn((raw & arm64::OA_MASK) >> PAGE_SHIFT),
                     Pte::PRESENT | Pte::WRITABLE | Pte::USER,
                 )
             }
@@ -453,6 +607,44 @@ impl std::fmt::Display for RawPte {
                     if p.protnone() { " PROT_NONE" } else { "" }
                 )
             }
+            PteFormat::Arm64 => {
+                let p = self.decode();
+                let v = self.bits;
+                if p.is_swap() {
+                    return write!(f, "0x{v:016x} (swapped out to slot {})", p.swap_slot());
+                }
+                if !p.has_frame() {
+                    return write!(f, "0x{v:016x} (not present)");
+                }
+                let kind = if p.protnone() {
+                    "PROT_NONE"
+                } else if !self.leaf && v & arm64::TABLE_BIT == 0 {
+                    "block"
+                } else if self.leaf {
+                    "page"
+                } else {
+                    "table"
+                };
+                let names = [
+                    (arm64::USER, " USER"),
+                    (arm64::RDONLY, " RDONLY"),
+                    (arm64::AF, " AF"),
+                    (arm64::DBM, " DBM"),
+                    (arm64::UXN, " UXN"),
+                    (arm64::DIRTY, " DIRTY"),
+                    (arm64::SPECIAL, " SPECIAL"),
+                ];
+                let attrs: String = names
+                    .iter()
+                    .filter(|(b, _)| v & b != 0)
+                    .map(|(_, n)| *n)
+                    .collect();
+                write!(
+                    f,
+                    "0x{v:016x} ({kind} at 0x{:x}{attrs})",
+                    p.pfn().0 << PAGE_SHIFT
+                )
+            }
         }
     }
 }
@@ -529,8 +721,54 @@ mod tests {
     }
 
     #[test]
+    fn arm64_descriptors_have_the_hardware_layout() {
+        let f = PteFormat::Arm64;
+        let oa = 0x1234 << PAGE_SHIFT;
+        // A writable, dirty, accessed user page: page type (3), USER, SH=3, AF, nG, DBM,
+        // PXN, UXN; AP[2] clear because it is dirty.
+        let p = Pte::new(
+            Pfn(0x1234),
+            Pte::PRESENT | Pte::WRITABLE | Pte::USER | Pte::ACCESSED | Pte::DIRTY | Pte::NX,
+        );
+        let raw = oa | 3 | (1 << 6) | (3 << 8) | (1 << 10) | (1 << 11) | (1 << 51) | (3 << 53);
+        assert_eq!(f.encode_pte(p), raw);
+        assert_eq!(f.decode_pte(raw), p);
+        // Clean and writable: DBM with AP[2] (read-only) set, so that the first write is
+        // the hardware's to record (clearing AP[2]).
+        let clean = p.without(Pte::DIRTY);
+        assert_eq!(f.encode_pte(clean), raw | (1 << 7));
+        assert!(!f.decode_pte(raw | (1 << 7)).dirty());
+        // Dirty but write-protected (after fork or mprotect): software PTE_DIRTY (55).
+        let wp = p.without(Pte::WRITABLE);
+        assert_eq!(f.encode_pte(wp), (raw & !(1 << 51)) | (1 << 7) | (1 << 55));
+        assert_eq!(f.decode_pte(f.encode_pte(wp)), wp);
+        // PROT_NONE: V clear, nG (PTE_PRESENT_INVALID) set.
+        let none = Pte::new(Pfn(3), Pte::PROTNONE | Pte::USER | Pte::NX);
+        let raw_none = f.encode_pte(none);
+        assert_eq!(raw_none & 3, 2);
+        assert_ne!(raw_none & (1 << 11), 0);
+        assert!(f.decode_pte(raw_none).protnone());
+        // A table pointer: type 3 and the next table's address, nothing else.
+        let t = Pte::new(Pfn(0x99), Pte::PRESENT | Pte::WRITABLE | Pte::USER);
+        assert_eq!(f.encode_table(t), (0x99 << PAGE_SHIFT) | 3);
+        assert_eq!(f.decode_table((0x99 << PAGE_SHIFT) | 3), t);
+        // A block (huge page): the page layout with bit 1 clear.
+        let huge = p.with(Pte::HUGE);
+        assert_eq!(f.encode_table(huge), raw & !2);
+        assert_eq!(f.decode_table(raw & !2), huge);
+        // Swap slot 4: offset 5 from bit 12; V and nG clear.
+        assert_eq!(f.encode_pte(Pte::swap(4)), 5 << 12);
+        assert_eq!(f.decode_pte(5 << 12), Pte::swap(4));
+    }
+
+    #[test]
     fn every_kernel_entry_survives_a_round_trip() {
-        for f in [PteFormat::X86_64, PteFormat::X86_32, PteFormat::Sv39] {
+        for f in [
+            PteFormat::X86_64,
+            PteFormat::X86_32,
+            PteFormat::Sv39,
+            PteFormat::Arm64,
+        ] {
             for mask in 0u32..(1 << ALL.len()) {
                 let mut flags = 0;
                 for (i, b) in ALL.iter().enumerate() {

@@ -2,8 +2,8 @@
 //!
 //! Owns [`walk`]: starting from the root table's frame (CR3 / satp), read one entry per
 //! level out of physical memory, index chosen by the [`PagingGeometry`] and entry size and
-//! layout by its [`PteFormat`], until the leaf PTE, an x86-64 PMD entry that maps a 2 MiB page itself (PS bit),
-//! or a not-present entry. On x86 (64- and 32-bit) the walker sets the Accessed bit in every upper-level entry it passes through,
+//! layout by its [`PteFormat`], until the leaf PTE, a PMD entry that maps a huge page itself
+//! (the x86-64 PS bit, an arm64 block), or a not-present entry. On x86 (64- and 32-bit) the walker sets the Accessed bit in every upper-level entry it passes through,
 //! as the hardware does; in Sv39 a pointer entry's A bit is reserved and stays clear. It
 //! never allocates tables: that is the kernel's job (`mm/pgtable.rs`).
 //!
@@ -123,7 +123,7 @@ fn read_native(
     (entry, entry_pa)
 }
 
-/// The walk of the formats that decode their entries (i386, Sv39), out of line so that the
+/// The walk of the formats that decode their entries (i386, Sv39, arm64), out of line so that the
 /// x86-64 walk inlined into the MMU stays the size it was.
 #[inline(never)]
 pub fn walk_decoded(
@@ -136,6 +136,7 @@ pub fn walk_decoded(
     match geom.format {
         PteFormat::X86_32 => walk_as(PteFormat::X86_32, phys, geom, root, va, events),
         PteFormat::Sv39 => walk_as(PteFormat::Sv39, phys, geom, root, va, events),
+        PteFormat::Arm64 => walk_as(PteFormat::Arm64, phys, geom, root, va, events),
         PteFormat::X86_64 => walk_native(phys, geom, root, va, events),
     }
 }
@@ -178,7 +179,8 @@ fn walk_as(
         if !entry.present() {
             return Err(level);
         }
-        if level == 0 {
+        // An arm64 block at the PMD level maps a huge page itself.
+        if level == 0 || (level == 1 && fmt.has_huge_pmd() && entry.huge()) {
             return Ok(Leaf {
                 pte: entry,
                 pte_pa: entry_pa,

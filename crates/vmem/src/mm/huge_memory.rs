@@ -11,9 +11,11 @@
 //! PTEs: whatever changes part of a huge page (munmap, mprotect, mremap, fork, reclaim)
 //! splits it first, as Linux does for partial changes; `zap_huge_pmd` frees a whole one
 //! without splitting. The hardware walker stops at a huge PMD and the TLB caches the
-//! 4 KiB page used (`hw/walk.rs`, `hw/mmu.rs`).
+//! 4 KiB page used (`hw/walk.rs`, `hw/mmu.rs`). The sizes here are those of 4 KiB pages; a
+//! kernel built with 16 or 64 KiB pages has arm64's 32 or 512 MiB PMD blocks instead
+//! ([`HPAGE_SIZE`]).
 
-use crate::addr::{Pfn, VirtAddr};
+use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
 use crate::config::ThpMode;
 use crate::events::{Event, FaultKind};
 use crate::hw::mmu::Access;
@@ -26,18 +28,33 @@ use crate::mm::vma::{vm, Backing, Vma};
 use crate::process::Pid;
 use crate::signal::Signal;
 
-/// Bytes of a huge page (a PMD entry's span with 4 KiB pages and 512-entry tables).
-pub const HPAGE_SIZE: u64 = 2 << 20;
-/// 4 KiB pages in a huge page.
-pub const HPAGE_PAGES: u64 = 512;
+/// log2 of a huge page's size: what one PMD entry spans when a table is one page of 8-byte
+/// entries (Linux `HPAGE_PMD_SHIFT`): 21 (2 MiB) with 4 KiB pages, 25 (32 MiB) with 16 KiB
+/// and 29 (512 MiB) with 64 KiB, as on arm64.
+pub const HPAGE_SHIFT: u32 = 2 * PAGE_SHIFT - 3;
+/// Bytes of a huge page.
+pub const HPAGE_SIZE: u64 = 1 << HPAGE_SHIFT;
+/// Pages in a huge page (Linux `HPAGE_PMD_NR`: 512 with 4 KiB pages).
+pub const HPAGE_PAGES: u64 = HPAGE_SIZE >> PAGE_SHIFT;
+
+/// How a huge PMD's entry is labelled when printed.
+pub(crate) const HUGE_PAGE_AT: &str = match HPAGE_SHIFT {
+    25 => "32 MiB page at ",
+    29 => "512 MiB page at ",
+    _ => "2 MiB page at ",
+};
+
+/// The huge page size in words: `2 MiB` (or `32 MiB`, `512 MiB` with 16 or 64 KiB pages).
+pub fn huge_page_size_name() -> String {
+    format!("{} MiB", HPAGE_SIZE >> 20)
+}
 
 impl Kernel {
-    /// Whether this machine's page tables can map 2 MiB pages with a PMD entry.
+    /// Whether this machine's page tables can map a huge page with a PMD entry (the x86-64
+    /// PS bit, an arm64 block).
     pub(crate) fn huge_pmd_supported(&self) -> bool {
         let g = &self.cfg.geometry;
-        g.format == crate::hw::pte_format::PteFormat::X86_64
-            && g.levels >= 2
-            && g.span(1) == HPAGE_SIZE
+        g.format.has_huge_pmd() && g.levels >= 2 && g.span(1) == HPAGE_SIZE
     }
 
     /// Whether the THP mode and the area's advice let `vma` have huge pages (the cheap
@@ -138,7 +155,7 @@ impl Kernel {
             let m = self.phys.meta_mut(pfn);
             m.refcount = 1;
             m.owner = mm_id;
-            m.index = vma.pgoff_of(VirtAddr(haddr + (i << 12))).0;
+            m.index = vma.pgoff_of(VirtAddr(haddr + (i << PAGE_SHIFT))).0;
             self.lru_add(pfn);
         }
         self.events.emit(|| Event::FrameAlloc {
@@ -168,10 +185,12 @@ impl Kernel {
         p.mm.pt_frames += new_tables + 1;
         p.mm.thp.insert(haddr, deposit);
         self.huge_pmds += 1;
+        let raw = self.cfg.geometry.raw_table(pmd);
         self.events.emit(|| Event::PmdInstall {
             pid,
             va: VirtAddr(haddr),
             pmd,
+            raw,
         });
         true
     }
@@ -268,10 +287,12 @@ impl Kernel {
         let pmd = Pte::new(head, pte_flags(vma, true) | Pte::HUGE);
         geom.write_table(&mut self.phys, slot, pmd);
         self.flush_huge_range(asid, haddr);
+        let raw = self.cfg.geometry.raw_table(pmd);
         self.events.emit(|| Event::PmdInstall {
             pid,
             va: VirtAddr(haddr),
             pmd,
+            raw,
         });
         Ok(Some((FaultKind::HugeWpZero, false)))
     }
@@ -279,7 +300,8 @@ impl Kernel {
     /// Forgets every cached translation of the huge page at `haddr`.
     fn flush_huge_range(&mut self, asid: crate::hw::tlb::Asid, haddr: u64) {
         for i in 0..HPAGE_PAGES {
-            self.tlb.flush_page(asid, VirtAddr(haddr + (i << 12)).vpn());
+            self.tlb
+                .flush_page(asid, VirtAddr(haddr + (i << PAGE_SHIFT)).vpn());
         }
     }
 

@@ -297,7 +297,7 @@ impl Kernel {
             let pos = off + done as u64;
             let pg = pos >> PAGE_SHIFT;
             let in_page = (pos & crate::addr::PAGE_MASK) as usize;
-            let chunk = (4096 - in_page).min(n - done);
+            let chunk = (crate::addr::PAGE_SIZE as usize - in_page).min(n - done);
             let pfn = self.read_page_now(None, id, pg).map_err(|_| Errno::EIO)?;
             self.phys.frame_bytes_mut(pfn)[in_page..in_page + chunk]
                 .copy_from_slice(&buf[done..done + chunk]);
