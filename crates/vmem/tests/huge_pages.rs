@@ -387,3 +387,80 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
         k.check_invariants().unwrap();
     }
 }
+
+#[test]
+fn no_stale_tlb_entry_survives_a_split_or_a_zap() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, 2 * HPAGE);
+    let data = filled(&mut k, p, va);
+    let x = va.add(40 * PAGE);
+
+    // Each step first loads or stores the page, so that the TLB holds its translation.
+    // mprotect of one page splits the huge page: the old writable entry must go.
+    k.store_u8(p, x, 1).unwrap();
+    k.mprotect(p, x, PAGE, PROT_READ).unwrap();
+    assert!(matches!(k.store_u8(p, x, 2), Err(Signal::Segv { .. })));
+    assert_eq!(k.load_u8(p, x).unwrap(), 1);
+
+    // munmap of one page of the (now split) block.
+    let y = va.add(41 * PAGE);
+    assert_eq!(k.load_u8(p, y).unwrap(), data[(41 * PAGE) as usize]);
+    k.munmap(p, y, PAGE).unwrap();
+    assert!(matches!(k.load_u8(p, y), Err(Signal::Segv { .. })));
+
+    // A whole huge page zapped by munmap, with translations of several of its pages cached.
+    let b = va.add(HPAGE);
+    let _ = filled(&mut k, p, b);
+    for i in [0, 1, 100, 511] {
+        k.store_u8(p, b.add(i * PAGE), 7).unwrap();
+    }
+    k.munmap(p, b, HPAGE).unwrap();
+    for i in [0, 1, 100, 511] {
+        assert!(
+            matches!(k.load_u8(p, b.add(i * PAGE)), Err(Signal::Segv { .. })),
+            "page {i} of a zapped huge page"
+        );
+    }
+
+    // MADV_DONTNEED of part of a huge page: the cached pages read zero afterwards, the
+    // rest keep their bytes.
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    for i in 0..8 {
+        assert_eq!(
+            k.load_u8(p, va.add(i * PAGE + 1)).unwrap(),
+            data[(i * PAGE + 1) as usize]
+        );
+    }
+    k.madvise(p, va.add(2 * PAGE), 4 * PAGE, MADV_DONTNEED)
+        .unwrap();
+    for i in 0..8 {
+        let want = if (2..6).contains(&i) {
+            0
+        } else {
+            data[(i * PAGE + 1) as usize]
+        };
+        assert_eq!(
+            k.load_u8(p, va.add(i * PAGE + 1)).unwrap(),
+            want,
+            "page {i}"
+        );
+    }
+    assert_eq!(k.mm(p).unwrap().rss_anon, 508);
+    k.check_invariants().unwrap();
+
+    // fork right after a store: the parent's cached writable entry must not let its next
+    // store reach the frame the child now shares.
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    let z = va.add(9 * PAGE + 3);
+    k.store_u8(p, z, 0x11).unwrap();
+    let c = k.fork(p).unwrap();
+    k.store_u8(p, z, 0x22).unwrap();
+    assert_eq!(k.load_u8(c, z).unwrap(), 0x11);
+    assert_eq!(k.load_u8(p, z).unwrap(), 0x22);
+    let _ = data;
+    k.check_invariants().unwrap();
+}
