@@ -389,6 +389,47 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
 }
 
 #[test]
+fn advice_on_part_of_the_huge_zero_page_then_a_write_in_either_part() {
+    // madvise on part of a huge page splits the area: Linux splits a huge PMD that would
+    // straddle the two areas (`vma_adjust_trans_huge`), so that a later write to the huge
+    // zero page cannot give one area a huge page that covers the other too.
+    for (advice, write_in_second) in [
+        (MADV_NOHUGEPAGE, true),
+        (MADV_DONTDUMP, true),
+        (MADV_DONTDUMP, false),
+    ] {
+        let (mut k, p) = machine(ThpMode::Madvise);
+        let va = huge_area(&mut k, p, HPAGE);
+        assert_eq!(k.load_u8(p, va.add(3)).unwrap(), 0);
+        assert!(k.pmd_of(p, va).huge(), "the huge zero page");
+        let half = va.add(HPAGE / 2);
+        // Advice that changes nothing splits no area, and no huge page.
+        k.madvise(p, half, HPAGE / 2, MADV_HUGEPAGE).unwrap();
+        assert!(k.pmd_of(p, va).huge());
+        k.madvise(p, half, HPAGE / 2, advice).unwrap();
+        assert!(!k.pmd_of(p, va).huge(), "split with the area");
+        let (w, other) = if write_in_second {
+            (half.add(5 * PAGE), va.add(7 * PAGE))
+        } else {
+            (va.add(7 * PAGE), half.add(5 * PAGE))
+        };
+        k.store_u8(p, w, 0xa1).unwrap();
+        k.store_u8(p, other, 0xb2).unwrap();
+        assert_eq!(k.load_u8(p, w).unwrap(), 0xa1);
+        assert_eq!(k.load_u8(p, other).unwrap(), 0xb2);
+        k.check_invariants().unwrap();
+        // A child has every byte the parent wrote, in both areas.
+        let c = k.fork(p).unwrap();
+        assert_eq!(k.load_u8(c, w).unwrap(), 0xa1, "advice {advice}");
+        assert_eq!(k.load_u8(c, other).unwrap(), 0xb2, "advice {advice}");
+        k.check_invariants().unwrap();
+        k.exit(c).unwrap();
+        k.exit(p).unwrap();
+        k.check_invariants().unwrap();
+    }
+}
+
+#[test]
 fn no_stale_tlb_entry_survives_a_split_or_a_zap() {
     let (mut k, p) = machine(ThpMode::Madvise);
     let va = huge_area(&mut k, p, 2 * HPAGE);

@@ -321,6 +321,23 @@ impl Kernel {
         self.events.emit(|| Event::HugePageSplit { pid, va: haddr });
     }
 
+    /// Linux `vma_adjust_trans_huge`: an area is about to be split at `at`; a huge page
+    /// that `at` cuts in two is split first, so that a huge PMD never maps memory of two
+    /// areas (a later write to the huge zero page would give one area a huge page over
+    /// the other's memory, outside its page offsets and its anon_vma).
+    pub(crate) fn split_huge_pmd_at(&mut self, pid: Pid, at: VirtAddr) {
+        if at.0 % HPAGE_SIZE == 0 {
+            return;
+        }
+        let haddr = at.0 & !(HPAGE_SIZE - 1);
+        if self
+            .proc_ref(pid)
+            .is_ok_and(|p| p.mm.thp.contains_key(&haddr))
+        {
+            self.split_huge_pmd(pid, VirtAddr(haddr));
+        }
+    }
+
     /// Splits every huge page that `[start, end)` covers only in part, and unmaps (Linux
     /// `zap_huge_pmd`) those it covers whole when `zap_whole`; leaves the others.
     pub(crate) fn split_huge_pmds(
