@@ -505,3 +505,71 @@ fn no_stale_tlb_entry_survives_a_split_or_a_zap() {
     let _ = data;
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn reclaim_sees_a_used_huge_page_as_referenced_and_takes_cold_pages_first() {
+    use vmem::reclaim::policy::PolicyKind;
+    // Linux's folio_referenced reads a PMD-mapped huge page's Accessed bit in its PMD: a
+    // huge page in use is kept (activated) while cold pages go, not split and swapped.
+    for policy in [PolicyKind::TwoList, PolicyKind::Clock] {
+        let mut k = Kernel::new(MachineConfig {
+            ram_bytes: 16 << 20,
+            swap_bytes: 32 << 20,
+            thp: ThpMode::Madvise,
+            policy,
+            ..MachineConfig::default()
+        });
+        let p = k.spawn().unwrap();
+        let h = huge_area(&mut k, p, HPAGE);
+        let data = filled(&mut k, p, h);
+        // Cold 4 KiB pages, written once, then marked cold (Accessed bits cleared).
+        let cold = VirtAddr(0x8000_0000);
+        let cold_len = 8 << 20;
+        k.mmap(
+            p,
+            cold,
+            cold_len,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+        k.madvise(p, cold, cold_len, MADV_NOHUGEPAGE).unwrap();
+        for i in 0..cold_len / PAGE {
+            k.store_u8(p, cold.add(i * PAGE), 0x3c).unwrap();
+        }
+        k.madvise(p, cold, cold_len, MADV_COLD).unwrap();
+        assert_eq!(k.stats().swap_outs, 0, "{policy:?}: no pressure yet");
+        // The huge page is in use; then more memory is wanted than is free.
+        assert_eq!(
+            k.load_u8(p, h.add(5 * PAGE)).unwrap(),
+            data[(5 * PAGE) as usize]
+        );
+        let more = VirtAddr(0xc000_0000);
+        let more_len = 6 << 20;
+        k.mmap(
+            p,
+            more,
+            more_len,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+        k.madvise(p, more, more_len, MADV_NOHUGEPAGE).unwrap();
+        for i in 0..more_len / PAGE {
+            k.store_u8(p, more.add(i * PAGE), 0x5a).unwrap();
+        }
+        let s = k.stats();
+        assert!(s.swap_outs > 0, "{policy:?}: reclaim swapped: {s}");
+        assert!(
+            k.pmd_of(p, h).huge(),
+            "{policy:?}: the huge page in use was split for reclaim: {s}"
+        );
+        assert_eq!(s.thp_split_pmd, 0, "{policy:?}");
+        assert!(k.load_vec(p, h, HPAGE as usize).unwrap() == data);
+        k.check_invariants().unwrap();
+    }
+}
