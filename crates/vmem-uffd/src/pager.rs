@@ -898,7 +898,12 @@ impl Pager {
                             return;
                         }
                     }
-                    DIRTY | ABSENT | BAD => return self.uffd.wake(addr, bytes),
+                    DIRTY | BAD => return self.uffd.wake(addr, bytes),
+                    // A protected system page of a page that is not resident: a fill that
+                    // stopped partway (the file shrank under its window) left it. Only
+                    // filling the page lifts that protection (the copy adopts it, as the
+                    // signal path does); waking alone would fault again, forever.
+                    ABSENT => break,
                     _ => backoff(&mut spins),
                 }
             }

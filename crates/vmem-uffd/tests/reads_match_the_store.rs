@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{file_with, pattern, with_timeout, DELIVERIES};
+use common::{file_with, pattern, with_timeout, Rng, DELIVERIES};
 use vmem_uffd::{Delivery, MapOptions, MemStore};
 
 #[test]
@@ -215,6 +215,51 @@ fn an_offset_maps_the_store_from_that_byte_as_mmap_does() {
                 .offset(2 << 20)
                 .map()
                 .is_err());
+        }
+    });
+}
+
+#[test]
+fn an_offset_with_2mib_pages_maps_a_file_from_that_byte() {
+    use std::os::unix::fs::FileExt;
+    with_timeout(120, || {
+        let page = 2 << 20;
+        let data = pattern(9 * page + 12345);
+        let file = file_with(&data);
+        for delivery in DELIVERIES {
+            let off = 2 * page;
+            let mut map = MapOptions::new(file.reopen().unwrap())
+                .page_size(page)
+                .offset(off as u64)
+                .read_ahead(1)
+                .cache_budget(4 * page)
+                .delivery(delivery)
+                .shared()
+                .map()
+                .unwrap();
+            assert_eq!(map.len(), data.len() - off);
+            // Scattered, then sequential (read-ahead windows), across evictions.
+            let mut rng = Rng(11);
+            for _ in 0..200 {
+                let at = rng.below(map.len());
+                assert_eq!(map[at], data[off + at], "{delivery:?} at {at}");
+            }
+            assert!(map[..] == data[off..], "{delivery:?}");
+            let last = map.len() - 1;
+            map[last] = !data[off + last];
+            map[page + 1] = !data[off + page + 1];
+            map.flush().unwrap();
+            let mut b = [0u8; 1];
+            file.as_file()
+                .read_exact_at(&mut b, (off + last) as u64)
+                .unwrap();
+            assert_eq!(b[0], !data[off + last], "{delivery:?}");
+            file.as_file()
+                .read_exact_at(&mut b, (off + page + 1) as u64)
+                .unwrap();
+            assert_eq!(b[0], !data[off + page + 1], "{delivery:?}");
+            drop(map);
+            file.as_file().write_all_at(&data, 0).unwrap();
         }
     });
 }

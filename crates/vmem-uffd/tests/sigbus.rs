@@ -94,6 +94,36 @@ fn child(scenario: &str) {
         say("before");
         touch(&map, 5 * page + 1);
         say("after");
+    } else if scenario.starts_with("shrunk-run") {
+        // Truncated in the middle of a read-ahead run: the copy from the file window
+        // stops inside a pager page, after some of its system pages. That page is still
+        // read and written as any other (a write to one of its copied system pages
+        // included), and the pages wholly past the new end raise SIGBUS.
+        let page = 64 << 10;
+        let data = pattern(1 << 20);
+        let file = file_with(&data);
+        let map = MapOptions::new(file.reopen().unwrap())
+            .page_size(page)
+            .read_ahead(4)
+            .delivery(delivery)
+            .map()
+            .unwrap();
+        file.as_file().set_len(2 * page as u64 + 8192).unwrap();
+        assert_eq!(touch(&map, 1), data[1]);
+        // Sequential: pages 1.. in one run, which stops 8 KiB into page 2.
+        assert_eq!(touch(&map, page + 1), data[page + 1]);
+        // SAFETY: inside the mapping, in a page that holds file data.
+        unsafe { std::ptr::write_volatile(map.as_ptr().add(2 * page + 3), 0x5a) };
+        assert_eq!(touch(&map, 2 * page + 3), 0x5a);
+        assert_eq!(touch(&map, 2 * page + 4100), data[2 * page + 4100]);
+        assert_eq!(
+            touch(&map, 2 * page + 8192 + 5),
+            0,
+            "past the end, same page"
+        );
+        say("before");
+        touch(&map, 3 * page + 1);
+        say("after");
     } else if scenario.starts_with("lying-store") {
         // The store claims 64 KiB but says "end of data" at 20000: not zeros, SIGBUS.
         let mut store = Hostile::new(MemStore::new(pattern(64 << 10)));
@@ -206,6 +236,19 @@ fn a_file_truncated_under_the_mapping_raises_sigbus_past_its_new_end() {
         expect_sigbus(
             "a_file_truncated_under_the_mapping_raises_sigbus_past_its_new_end",
             s,
+        );
+    }
+}
+
+#[test]
+fn a_file_truncated_inside_a_read_ahead_run_stays_usable_before_its_new_end() {
+    if let Some(s) = child_scenario() {
+        return child(&s);
+    }
+    for d in ["signal", "threads"] {
+        expect_sigbus(
+            "a_file_truncated_inside_a_read_ahead_run_stays_usable_before_its_new_end",
+            &format!("shrunk-run-{d}"),
         );
     }
 }

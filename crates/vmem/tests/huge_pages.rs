@@ -391,3 +391,189 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
         k.check_invariants().unwrap();
     }
 }
+
+#[test]
+fn advice_on_part_of_the_huge_zero_page_then_a_write_in_either_part() {
+    // madvise on part of a huge page splits the area: Linux splits a huge PMD that would
+    // straddle the two areas (`vma_adjust_trans_huge`), so that a later write to the huge
+    // zero page cannot give one area a huge page that covers the other too.
+    for (advice, write_in_second) in [
+        (MADV_NOHUGEPAGE, true),
+        (MADV_DONTDUMP, true),
+        (MADV_DONTDUMP, false),
+    ] {
+        let (mut k, p) = machine(ThpMode::Madvise);
+        let va = huge_area(&mut k, p, HPAGE);
+        assert_eq!(k.load_u8(p, va.add(3)).unwrap(), 0);
+        assert!(k.pmd_of(p, va).huge(), "the huge zero page");
+        let half = va.add(HPAGE / 2);
+        // Advice that changes nothing splits no area, and no huge page.
+        k.madvise(p, half, HPAGE / 2, MADV_HUGEPAGE).unwrap();
+        assert!(k.pmd_of(p, va).huge());
+        k.madvise(p, half, HPAGE / 2, advice).unwrap();
+        assert!(!k.pmd_of(p, va).huge(), "split with the area");
+        let (w, other) = if write_in_second {
+            (half.add(5 * PAGE), va.add(7 * PAGE))
+        } else {
+            (va.add(7 * PAGE), half.add(5 * PAGE))
+        };
+        k.store_u8(p, w, 0xa1).unwrap();
+        k.store_u8(p, other, 0xb2).unwrap();
+        assert_eq!(k.load_u8(p, w).unwrap(), 0xa1);
+        assert_eq!(k.load_u8(p, other).unwrap(), 0xb2);
+        k.check_invariants().unwrap();
+        // A child has every byte the parent wrote, in both areas.
+        let c = k.fork(p).unwrap();
+        assert_eq!(k.load_u8(c, w).unwrap(), 0xa1, "advice {advice}");
+        assert_eq!(k.load_u8(c, other).unwrap(), 0xb2, "advice {advice}");
+        k.check_invariants().unwrap();
+        k.exit(c).unwrap();
+        k.exit(p).unwrap();
+        k.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn no_stale_tlb_entry_survives_a_split_or_a_zap() {
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, 2 * HPAGE);
+    let data = filled(&mut k, p, va);
+    let x = va.add(40 * PAGE);
+
+    // Each step first loads or stores the page, so that the TLB holds its translation.
+    // mprotect of one page splits the huge page: the old writable entry must go.
+    k.store_u8(p, x, 1).unwrap();
+    k.mprotect(p, x, PAGE, PROT_READ).unwrap();
+    assert!(matches!(k.store_u8(p, x, 2), Err(Signal::Segv { .. })));
+    assert_eq!(k.load_u8(p, x).unwrap(), 1);
+
+    // munmap of one page of the (now split) block.
+    let y = va.add(41 * PAGE);
+    assert_eq!(k.load_u8(p, y).unwrap(), data[(41 * PAGE) as usize]);
+    k.munmap(p, y, PAGE).unwrap();
+    assert!(matches!(k.load_u8(p, y), Err(Signal::Segv { .. })));
+
+    // A whole huge page zapped by munmap, with translations of several of its pages cached.
+    let b = va.add(HPAGE);
+    let _ = filled(&mut k, p, b);
+    for i in [0, 1, 100, 511] {
+        k.store_u8(p, b.add(i * PAGE), 7).unwrap();
+    }
+    k.munmap(p, b, HPAGE).unwrap();
+    for i in [0, 1, 100, 511] {
+        assert!(
+            matches!(k.load_u8(p, b.add(i * PAGE)), Err(Signal::Segv { .. })),
+            "page {i} of a zapped huge page"
+        );
+    }
+
+    // MADV_DONTNEED of part of a huge page: the cached pages read zero afterwards, the
+    // rest keep their bytes.
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    for i in 0..8 {
+        assert_eq!(
+            k.load_u8(p, va.add(i * PAGE + 1)).unwrap(),
+            data[(i * PAGE + 1) as usize]
+        );
+    }
+    k.madvise(p, va.add(2 * PAGE), 4 * PAGE, MADV_DONTNEED)
+        .unwrap();
+    for i in 0..8 {
+        let want = if (2..6).contains(&i) {
+            0
+        } else {
+            data[(i * PAGE + 1) as usize]
+        };
+        assert_eq!(
+            k.load_u8(p, va.add(i * PAGE + 1)).unwrap(),
+            want,
+            "page {i}"
+        );
+    }
+    assert_eq!(k.mm(p).unwrap().rss_anon, 508);
+    k.check_invariants().unwrap();
+
+    // fork right after a store: the parent's cached writable entry must not let its next
+    // store reach the frame the child now shares.
+    let (mut k, p) = machine(ThpMode::Madvise);
+    let va = huge_area(&mut k, p, HPAGE);
+    let data = filled(&mut k, p, va);
+    let z = va.add(9 * PAGE + 3);
+    k.store_u8(p, z, 0x11).unwrap();
+    let c = k.fork(p).unwrap();
+    k.store_u8(p, z, 0x22).unwrap();
+    assert_eq!(k.load_u8(c, z).unwrap(), 0x11);
+    assert_eq!(k.load_u8(p, z).unwrap(), 0x22);
+    let _ = data;
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn reclaim_sees_a_used_huge_page_as_referenced_and_takes_cold_pages_first() {
+    use vmem::reclaim::policy::PolicyKind;
+    // Linux's folio_referenced reads a PMD-mapped huge page's Accessed bit in its PMD: a
+    // huge page in use is kept (activated) while cold pages go, not split and swapped.
+    for policy in [PolicyKind::TwoList, PolicyKind::Clock] {
+        let mut k = Kernel::new(MachineConfig {
+            ram_bytes: 16 << 20,
+            swap_bytes: 32 << 20,
+            thp: ThpMode::Madvise,
+            policy,
+            ..MachineConfig::default()
+        });
+        let p = k.spawn().unwrap();
+        let h = huge_area(&mut k, p, HPAGE);
+        let data = filled(&mut k, p, h);
+        // Cold 4 KiB pages, written once, then marked cold (Accessed bits cleared).
+        let cold = VirtAddr(0x8000_0000);
+        let cold_len = 8 << 20;
+        k.mmap(
+            p,
+            cold,
+            cold_len,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+        k.madvise(p, cold, cold_len, MADV_NOHUGEPAGE).unwrap();
+        for i in 0..cold_len / PAGE {
+            k.store_u8(p, cold.add(i * PAGE), 0x3c).unwrap();
+        }
+        k.madvise(p, cold, cold_len, MADV_COLD).unwrap();
+        assert_eq!(k.stats().swap_outs, 0, "{policy:?}: no pressure yet");
+        // The huge page is in use; then more memory is wanted than is free.
+        assert_eq!(
+            k.load_u8(p, h.add(5 * PAGE)).unwrap(),
+            data[(5 * PAGE) as usize]
+        );
+        let more = VirtAddr(0xc000_0000);
+        let more_len = 6 << 20;
+        k.mmap(
+            p,
+            more,
+            more_len,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+        k.madvise(p, more, more_len, MADV_NOHUGEPAGE).unwrap();
+        for i in 0..more_len / PAGE {
+            k.store_u8(p, more.add(i * PAGE), 0x5a).unwrap();
+        }
+        let s = k.stats();
+        assert!(s.swap_outs > 0, "{policy:?}: reclaim swapped: {s}");
+        assert!(
+            k.pmd_of(p, h).huge(),
+            "{policy:?}: the huge page in use was split for reclaim: {s}"
+        );
+        assert_eq!(s.thp_split_pmd, 0, "{policy:?}");
+        assert!(k.load_vec(p, h, HPAGE as usize).unwrap() == data);
+        k.check_invariants().unwrap();
+    }
+}

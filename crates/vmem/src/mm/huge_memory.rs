@@ -15,7 +15,7 @@
 //! kernel built with 16 or 64 KiB pages has arm64's 32 or 512 MiB PMD blocks instead
 //! ([`HPAGE_SIZE`]).
 
-use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
+use crate::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT};
 use crate::config::ThpMode;
 use crate::events::{Event, FaultKind};
 use crate::hw::mmu::Access;
@@ -343,6 +343,23 @@ impl Kernel {
         self.events.emit(|| Event::HugePageSplit { pid, va: haddr });
     }
 
+    /// Linux `vma_adjust_trans_huge`: an area is about to be split at `at`; a huge page
+    /// that `at` cuts in two is split first, so that a huge PMD never maps memory of two
+    /// areas (a later write to the huge zero page would give one area a huge page over
+    /// the other's memory, outside its page offsets and its anon_vma).
+    pub(crate) fn split_huge_pmd_at(&mut self, pid: Pid, at: VirtAddr) {
+        if at.0 % HPAGE_SIZE == 0 {
+            return;
+        }
+        let haddr = at.0 & !(HPAGE_SIZE - 1);
+        if self
+            .proc_ref(pid)
+            .is_ok_and(|p| p.mm.thp.contains_key(&haddr))
+        {
+            self.split_huge_pmd(pid, VirtAddr(haddr));
+        }
+    }
+
     /// Splits every huge page that `[start, end)` covers only in part, and unmaps (Linux
     /// `zap_huge_pmd`) those it covers whole when `zap_whole`; leaves the others.
     pub(crate) fn split_huge_pmds(
@@ -401,11 +418,20 @@ impl Kernel {
     /// splits that mapping, so that the page can be unmapped alone (Linux splits a huge
     /// page before swapping it out).
     pub(crate) fn split_huge_page_of(&mut self, pfn: Pfn) {
+        if let Some((pid, haddr, _, _)) = self.huge_pmd_mapping(pfn) {
+            self.split_huge_pmd(pid, VirtAddr(haddr));
+        }
+    }
+
+    /// The huge PMD that maps `pfn` when it is a frame of a huge page still mapped by one
+    /// (found through its owner's private areas, as `rmap` finds 4 KiB pages): the
+    /// process, the block's address, the PMD's slot and the PMD.
+    fn huge_pmd_mapping(&self, pfn: Pfn) -> Option<(Pid, u64, PhysAddr, Pte)> {
         let m = *self.phys.meta(pfn);
         if !m.flags.has(FrameFlags::THP) {
-            return;
+            return None;
         }
-        let mut found = Vec::new();
+        let geom = &self.cfg.geometry;
         for (pi, p) in self.procs.iter().enumerate() {
             let Some(p) = p else { continue };
             if p.mm.id != m.owner {
@@ -415,16 +441,52 @@ impl Kernel {
                 if v.anon_vma == 0 || v.flags & vm::SHARED != 0 {
                     continue;
                 }
-                if let Some(va) = v.addr_of(crate::addr::PgOff(m.index)) {
-                    let haddr = va.0 & !(HPAGE_SIZE - 1);
-                    if p.mm.thp.contains_key(&haddr) {
-                        found.push((Pid(pi as u32), haddr));
-                    }
+                let Some(va) = v.addr_of(crate::addr::PgOff(m.index)) else {
+                    continue;
+                };
+                let haddr = va.0 & !(HPAGE_SIZE - 1);
+                if !p.mm.thp.contains_key(&haddr) {
+                    continue;
+                }
+                let Some(slot) = pgtable::pmd_slot(&self.phys, geom, p.mm.root, VirtAddr(haddr))
+                else {
+                    continue;
+                };
+                let pmd = geom.read_table(&self.phys, slot);
+                // Another area may use the same page offsets: the PMD must map this frame.
+                if pmd.huge() && (pmd.pfn().0..pmd.pfn().0 + HPAGE_PAGES).contains(&pfn.0) {
+                    return Some((Pid(pi as u32), haddr, slot, pmd));
                 }
             }
         }
-        for (pid, haddr) in found {
-            self.split_huge_pmd(pid, VirtAddr(haddr));
+        None
+    }
+
+    /// Linux `folio_referenced` of a huge page mapped by a PMD: whether the PMD's
+    /// Accessed bit was set since the last look (it is cleared, and the TLB forgets the
+    /// huge page's translations so that the next use sets it again). Linux ages a huge
+    /// page as one folio; here each of its 512 frames is on the LRU, so a used huge page
+    /// marks its other frames referenced too: each keeps the second chance the page
+    /// earned, instead of the next one looked at being split off and swapped.
+    pub(crate) fn huge_pmd_referenced(&mut self, pfn: Pfn) -> bool {
+        let Some((pid, haddr, slot, pmd)) = self.huge_pmd_mapping(pfn) else {
+            return false;
+        };
+        if !pmd.accessed() {
+            return false;
         }
+        let geom = self.cfg.geometry;
+        geom.write_table(&mut self.phys, slot, pmd.without(Pte::ACCESSED));
+        if let Ok(p) = self.proc_ref(pid) {
+            let asid = p.mm.asid;
+            self.flush_huge_range(asid, haddr);
+        }
+        for i in 0..HPAGE_PAGES {
+            let f = Pfn(pmd.pfn().0 + i);
+            if f != pfn {
+                self.phys.meta_mut(f).flags.0 |= FrameFlags::REFERENCED;
+            }
+        }
+        true
     }
 }

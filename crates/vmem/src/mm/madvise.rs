@@ -130,6 +130,17 @@ impl Kernel {
         advice: i32,
     ) -> SysResult<()> {
         let set_flags = |k: &mut Kernel, set: u32, clear: u32| {
+            // An area whose flags change is split at `start` and `end`; a huge page either
+            // cuts in two is split first (Linux `vma_adjust_trans_huge`).
+            for at in [start, end] {
+                let cuts = k.proc_ref(pid).is_ok_and(|p| {
+                    p.mm.find_vma(at)
+                        .is_some_and(|v| v.start < at && (v.flags & !clear) | set != v.flags)
+                });
+                if cuts {
+                    k.split_huge_pmd_at(pid, at);
+                }
+            }
             let Ok(p) = k.proc_mut(pid) else { return };
             p.mm.split_at(start);
             p.mm.split_at(end);

@@ -130,6 +130,9 @@ impl Kernel {
             meta.flags.0 &= !FrameFlags::REFERENCED;
             used = true;
         }
+        if meta.flags.has(FrameFlags::THP) && self.huge_pmd_referenced(pfn) {
+            used = true;
+        }
         for (pi, va, slot, pte) in self.rmap(pfn) {
             if pte.accessed() {
                 let geom = self.cfg.geometry;
