@@ -628,7 +628,7 @@ impl Kernel {
                 }
                 self.events.emit(|| Event::FrameAlloc {
                     pfn: head,
-                    purpose: "huge page from the hugetlb pool (512 frames)",
+                    purpose: "hugetlb page from the pool, 512 frames",
                 });
                 head
             }
