@@ -26,6 +26,8 @@ pub const SECTIONS: &[(&str, &[Entry])] = &[
             e("stats", "stats()", "The machine's counters as a map (minor_faults, major_faults, disk_reads, copied_to_user, mapped_loads, ...) plus frames_in_use, free_frames, total_frames, processes."),
             e("sync", "sync()", "Writes every dirty page of every file to disk (Linux sync). Returns 0 or -errno."),
             e("cached_pages", "cached_pages(path)", "Pages of the file in the page cache."),
+            e("meminfo", "meminfo()", "The hugetlb pool as /proc/meminfo shows it: #{HugePages_Total, HugePages_Free, HugePages_Rsvd, HugePages_Surp, Hugepagesize}."),
+            e("set_nr_hugepages", "set_nr_hugepages(n)", "echo n > /proc/sys/vm/nr_hugepages: grows the 2 MiB pool (as far as RAM allows) or shrinks it (pages in use or reserved become surplus); returns the size it reads back. The boot size is the machine setting nr_hugepages."),
         ],
     ),
     (

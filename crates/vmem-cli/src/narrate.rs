@@ -548,6 +548,15 @@ fn fault_words(kind: FaultKind) -> &'static str {
         FaultKind::WpShared => "write to a shared mapping: the page is marked dirty",
         FaultKind::Spurious => "the PTE was already right: only the TLB was stale",
         FaultKind::SwapIn => "the page was in swap: read back into a frame",
+        FaultKind::HugetlbNoPage => {
+            "first touch of a hugetlb page: a zeroed 2 MiB page from the pool, mapped by its PMD"
+        }
+        FaultKind::HugetlbWpReuse => {
+            "write to a hugetlb page no one else maps: made writable in place"
+        }
+        FaultKind::HugetlbWpCopy => {
+            "write to a hugetlb page shared since fork: its 2 MiB copied into a page from the pool"
+        }
         _ => "",
     }
 }

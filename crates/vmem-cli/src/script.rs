@@ -107,6 +107,10 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "bytes per page, fixed when vmem is built as in Linux: 4096 (default build), 16384 or 65536 (built with --features page-16k or page-64k: an arm64 machine); a script that needs one page size states it here",
     ),
     (
+        "nr_hugepages",
+        "huge pages (2 MiB; 32 or 512 MiB with 16 or 64 KiB pages) set aside at boot for MAP_HUGETLB, 0..=2048 (default 0; x86-64 and arm64 machines; the pool gets what RAM has)",
+    ),
+    (
         "geometry",
         "paging hardware: \"x86-64\" (default), \"la57\" (5-level), \"i386\" (32-bit two-level, no NX, 3 GiB user space), \"sv39\" (RISC-V) or \"arm64\" (4 KiB granule); \"arm64-16k\" or \"arm64-64k\" in a vmem built with --features page-16k or page-64k",
     ),
@@ -196,6 +200,7 @@ pub fn apply_config(cfg: &mut MachineConfig, key: &str, raw: &str) -> Result<(),
         "watermark_low" => cfg.watermark_low = range(0, 1 << 20)?,
         "watermark_high" => cfg.watermark_high = range(0, 1 << 20)?,
         "dirty_background_ratio" => cfg.dirty_background_ratio = range(1, 100)?,
+        "nr_hugepages" => cfg.nr_hugepages = range(0, 2048)?,
         "paging_levels" => {
             let geom = if range(4, 5)? == 5 {
                 vmem::config::PagingGeometry::X86_64_5LEVEL
@@ -711,6 +716,8 @@ fn constants() -> Module {
         ("MAP_NONBLOCK", MAP_NONBLOCK),
         ("MAP_STACK", MAP_STACK),
         ("MAP_HUGETLB", MAP_HUGETLB),
+        ("MAP_HUGE_2MB", MAP_HUGE_2MB),
+        ("MAP_HUGE_1GB", MAP_HUGE_1GB),
         ("MAP_SYNC", MAP_SYNC),
         ("MAP_FIXED_NOREPLACE", MAP_FIXED_NOREPLACE),
         ("MAP_UNINITIALIZED", MAP_UNINITIALIZED),
@@ -842,6 +849,17 @@ pub fn build_engine(st: &Rc<State>, limits: Limits) -> Engine {
     engine
 }
 
+/// The huge-page lines of /proc/meminfo as a script map (`HugePages_Total`, ...).
+fn huge_pages_map(h: &vmem::mm::hugetlb::HugePagesInfo) -> Map {
+    let mut m = Map::new();
+    m.insert("HugePages_Total".into(), (h.total as INT).into());
+    m.insert("HugePages_Free".into(), (h.free as INT).into());
+    m.insert("HugePages_Rsvd".into(), (h.rsvd as INT).into());
+    m.insert("HugePages_Surp".into(), (h.surp as INT).into());
+    m.insert("Hugepagesize".into(), (h.page_size as INT).into());
+    m
+}
+
 fn register_machine(engine: &mut Engine, st: &Rc<State>) {
     let s = st.clone();
     engine.register_fn("machine", move |ctx: NativeCallContext, m: Map| -> Res<()> {
@@ -906,6 +924,37 @@ fn register_machine(engine: &mut Engine, st: &Rc<State>) {
             m
         }))
     });
+
+    let s = st.clone();
+    engine.register_fn("meminfo", move |ctx: NativeCallContext| -> Res<Map> {
+        s.boot().map_err(|e| rt_err(ctx.call_position(), e))?;
+        Ok(s.with_kernel(|k| huge_pages_map(&k.huge_pages_info())))
+    });
+
+    // echo n > /proc/sys/vm/nr_hugepages: returns what it reads back.
+    let s = st.clone();
+    engine.register_fn(
+        "set_nr_hugepages",
+        move |ctx: NativeCallContext, n: INT| -> Res<INT> {
+            let pos = ctx.call_position();
+            if !(0..=1 << 20).contains(&n) {
+                return Err(rt_err(
+                    pos,
+                    format!("set_nr_hugepages: {n} is out of range (0..=1048576)"),
+                ));
+            }
+            s.boot().map_err(|e| rt_err(pos, e))?;
+            s.out.borrow_mut().begin(State::line_of(pos));
+            let got = s.with_kernel(|k| k.set_nr_hugepages(n as u64));
+            s.out.borrow_mut().finish(Head::Text {
+                pid: 0,
+                call: format!("echo {n} > /proc/sys/vm/nr_hugepages"),
+                result: format!("= {got} huge pages in the pool"),
+                failed: false,
+            });
+            Ok(got as INT)
+        },
+    );
 
     let s = st.clone();
     engine.register_fn("sync", move |ctx: NativeCallContext| -> INT {
@@ -1756,6 +1805,10 @@ mod tests {
         assert!(apply_config(&mut c, "policy", "clock").is_ok());
         assert!(apply_config(&mut c, "policy", "best").is_err());
         assert!(apply_config(&mut c, "ram_mib", "lots").is_err());
+        assert!(apply_config(&mut c, "nr_hugepages", "8").is_ok());
+        assert_eq!(c.nr_hugepages, 8);
+        assert!(apply_config(&mut c, "nr_hugepages", "-1").is_err());
+        assert!(apply_config(&mut c, "nr_hugepages", "4096").is_err());
     }
 
     #[test]

@@ -81,6 +81,7 @@ fn focused_examples_pass_with_explain_and_json() {
         "sigbus_sigsegv.rhai",
         "read_vs_mmap.rhai",
         "fork_cow.rhai",
+        "hugetlb.rhai",
     ] {
         assert_ok(&example(name, &["--explain"]));
         assert_ok(&example(name, &["--json"]));

@@ -383,6 +383,10 @@ pub struct MachineConfig {
     pub translation: TranslationMode,
     /// Transparent huge pages for anonymous memory.
     pub thp: ThpMode,
+    /// Pages of the 2 MiB hugetlb pool set aside at boot for MAP_HUGETLB (Linux
+    /// `vm.nr_hugepages`, default 0: MAP_HUGETLB is ENOMEM). The pool gets what RAM has
+    /// (runs of 512 free frames on a 2 MiB boundary); x86-64 geometries only.
+    pub nr_hugepages: u64,
 }
 
 impl Default for MachineConfig {
@@ -406,6 +410,7 @@ impl Default for MachineConfig {
             prefault_ram: false,
             translation: TranslationMode::Paging,
             thp: ThpMode::Madvise,
+            nr_hugepages: 0,
         }
     }
 }

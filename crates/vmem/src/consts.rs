@@ -35,6 +35,10 @@ pub const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
 pub const MAP_UNINITIALIZED: i32 = 0x400_0000;
 pub const MAP_HUGE_SHIFT: i32 = 26;
 pub const MAP_HUGE_MASK: i32 = 0x3f;
+/// MAP_HUGETLB with 2 MiB pages (log2 of the size in the MAP_HUGE_SHIFT bits).
+pub const MAP_HUGE_2MB: i32 = 21 << MAP_HUGE_SHIFT;
+/// MAP_HUGETLB with 1 GiB pages (no such pool on this machine: EINVAL).
+pub const MAP_HUGE_1GB: i32 = 30 << MAP_HUGE_SHIFT;
 /// The flags `MAP_SHARED` has always accepted (Linux `LEGACY_MAP_MASK`); with
 /// `MAP_SHARED_VALIDATE` any other bit is `EOPNOTSUPP`.
 pub const LEGACY_MAP_MASK: i32 = MAP_SHARED

@@ -44,6 +44,15 @@ pub enum FaultKind {
     HugeZeroPage,
     /// Write to the huge zero page: a fresh 2 MiB page replaces it (`do_huge_zero_wp_pmd`).
     HugeWpZero,
+    /// First touch of a hugetlb page: a zeroed 2 MiB page from the pool (or a shared
+    /// mapping's page from its file) mapped by the PMD (`hugetlb_no_page`).
+    HugetlbNoPage,
+    /// Write to a write-protected hugetlb page no one else maps: made writable in place
+    /// (`hugetlb_wp`).
+    HugetlbWpReuse,
+    /// Write to a private hugetlb page shared since fork: the 2 MiB are copied into a
+    /// page from the pool (`hugetlb_wp`).
+    HugetlbWpCopy,
 }
 
 impl FaultKind {
@@ -62,6 +71,8 @@ impl FaultKind {
             FaultKind::Spurious => "spurious fault",
             FaultKind::HugeAnonPage | FaultKind::HugeZeroPage => "do_huge_pmd_anonymous_page",
             FaultKind::HugeWpZero => "do_huge_zero_wp_pmd",
+            FaultKind::HugetlbNoPage => "hugetlb_no_page",
+            FaultKind::HugetlbWpReuse | FaultKind::HugetlbWpCopy => "hugetlb_wp",
         }
     }
 }

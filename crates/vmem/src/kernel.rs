@@ -40,6 +40,8 @@ pub struct Kernel {
     /// Huge PMDs mapped now, in all processes (0: the fault path skips the huge step for
     /// areas that cannot get huge pages).
     pub(crate) huge_pmds: u64,
+    /// The hugetlb pool and the files of MAP_HUGETLB mappings (`mm/hugetlb.rs`).
+    pub(crate) hugetlb: crate::mm::hugetlb::Hugetlb,
     /// Counters of exited processes and of work no process caused.
     pub(crate) kstats: Counters,
     next_asid: u16,
@@ -170,6 +172,7 @@ impl Kernel {
             zero_pfn,
             huge_zero: None,
             huge_pmds: 0,
+            hugetlb: Default::default(),
             kstats: Counters::default(),
             next_asid: 1,
             next_mm_id: 1,
@@ -190,6 +193,8 @@ impl Kernel {
             hot: HotCounts::default(),
         };
         k.fast_path = k.fast_path_allowed();
+        let nr = k.cfg.nr_hugepages;
+        k.set_nr_hugepages(nr);
         Ok(k)
     }
 
@@ -316,13 +321,16 @@ impl Kernel {
                     };
                     (name, ino.dev_ino)
                 }
+                None if v.is_hugetlb() => {
+                    ("/anon_hugepage (deleted)".to_string(), (0, v.file_serial))
+                }
                 None => match v.special {
                     crate::mm::vma::Special::Stack => ("[stack]".to_string(), (0, 0)),
                     crate::mm::vma::Special::Heap => ("[heap]".to_string(), (0, 0)),
                     crate::mm::vma::Special::None => (String::new(), (0, 0)),
                 },
             };
-            let off = if v.is_anon() && v.anon_file.is_none() {
+            let off = if v.is_anon() && v.anon_file.is_none() && !v.is_hugetlb() {
                 0
             } else {
                 v.pgoff.byte_offset()
@@ -1149,8 +1157,13 @@ impl Kernel {
     pub fn exit(&mut self, pid: Pid) -> SysResult<()> {
         self.proc_ref(pid)?;
         let vmas = self.vmas(pid)?;
-        for v in vmas {
-            self.zap_range(pid, v.start, v.end);
+        for v in &vmas {
+            if v.is_hugetlb() {
+                self.unmap_hugepage_range(pid, v, v.start, v.end);
+                self.hugetlb_vm_close(pid, v);
+            } else {
+                self.zap_range(pid, v.start, v.end);
+            }
         }
         let nfds = self.proc_ref(pid)?.fds.len();
         for fd in 0..nfds {
@@ -1166,6 +1179,9 @@ impl Kernel {
         for v in p.mm.vmas.values() {
             if let Some(id) = v.inode() {
                 self.release_shmem_if_unused(id);
+            }
+            if v.is_hugetlb() {
+                self.hugetlb_release_if_unused(v.file_serial);
             }
         }
         self.tlb.flush_asid(p.mm.asid);

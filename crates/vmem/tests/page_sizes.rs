@@ -363,3 +363,41 @@ fn anonymous_pages_swap_out_and_back_under_pressure() {
         k.check_invariants().unwrap();
     }
 }
+
+#[test]
+fn map_hugetlb_pages_are_one_pmd_entrys_span_from_the_pool() {
+    for geom in geometries() {
+        let mut k = Kernel::new(MachineConfig {
+            geometry: geom,
+            ram_bytes: 2 * HPAGE_SIZE + (64 << 20),
+            nr_hugepages: 1,
+            ..MachineConfig::default()
+        });
+        let info = k.huge_pages_info();
+        assert_eq!((info.total, info.free, info.page_size), (1, 1, HPAGE_SIZE));
+        let p = k.spawn().unwrap();
+        let rw = PROT_READ | PROT_WRITE;
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB;
+        // One byte reserves a whole huge page, on a huge-page boundary.
+        let va = k.mmap(p, VirtAddr(0), 1, rw, flags, -1, 0).unwrap();
+        assert_eq!(va.0 % HPAGE_SIZE, 0, "{va}");
+        assert_eq!(k.huge_pages_info().rsvd, 1);
+        // The pool has no second page.
+        assert_eq!(
+            k.mmap(p, VirtAddr(0), 1, rw, flags, -1, 0),
+            Err(Errno::ENOMEM)
+        );
+        k.store_u64(p, va.add(HPAGE_SIZE - 8), 0xabcd).unwrap();
+        assert_eq!(k.load_u64(p, va.add(8)).unwrap(), 0, "zeroed");
+        assert_eq!(k.stats().faults(), 1, "one fault for the whole huge page");
+        let e = k.table_entries(p, va).unwrap();
+        if geom.format == PteFormat::Arm64 {
+            assert_eq!(e.last().unwrap().raw.bits & 3, 1, "a block descriptor");
+        }
+        // A cut inside the huge page is EINVAL; munmap of all of it returns it.
+        assert_eq!(k.munmap(p, va.add(PAGE), PAGE), Err(Errno::EINVAL));
+        k.munmap(p, va, HPAGE_SIZE).unwrap();
+        let info = k.huge_pages_info();
+        assert_eq!((info.free, info.rsvd), (1, 0));
+    }
+}

@@ -34,6 +34,10 @@ impl FrameFlags {
     /// One of the 512 frames of a transparent huge page still mapped by a PMD (cleared
     /// when the huge page is split into 4 KiB mappings).
     pub const THP: u16 = 1 << 9;
+    /// One of the 512 frames of a page of the hugetlb pool (`vm.nr_hugepages`): free in
+    /// the pool or mapped by PMD entries; never on the LRU lists. The first frame holds
+    /// the page's reference count.
+    pub const HUGETLB: u16 = 1 << 10;
 
     /// Whether `bit` is set.
     #[inline]

@@ -70,7 +70,10 @@ impl Kernel {
                     } else {
                         p.stats.minor_faults += 1;
                     }
-                    if matches!(kind, FaultKind::CowFault | FaultKind::WpCopy) {
+                    if matches!(
+                        kind,
+                        FaultKind::CowFault | FaultKind::WpCopy | FaultKind::HugetlbWpCopy
+                    ) {
                         p.stats.cow_faults += 1;
                     }
                     if matches!(
@@ -79,6 +82,8 @@ impl Kernel {
                             | FaultKind::WpReuse
                             | FaultKind::WpShared
                             | FaultKind::HugeWpZero
+                            | FaultKind::HugetlbWpCopy
+                            | FaultKind::HugetlbWpReuse
                     ) {
                         p.stats.wp_faults += 1;
                     }
@@ -136,6 +141,9 @@ impl Kernel {
                 addr: va,
                 code: SegvCode::AccErr,
             });
+        }
+        if vma.is_hugetlb() {
+            return self.hugetlb_fault(pid, va, access, &vma);
         }
         if self.huge_pmds != 0 || self.thp_wanted(&vma) {
             if let Some(r) = self.do_huge_pmd_fault(pid, va, access, &vma)? {

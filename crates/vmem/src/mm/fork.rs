@@ -71,6 +71,13 @@ impl Kernel {
                 cv.anon_vma = *anon_map.entry(v.anon_vma).or_insert(fresh);
             }
             self.proc_mut(child)?.mm.vmas.insert(cv.start.0, cv);
+            if v.is_hugetlb() {
+                if let Err(e) = self.copy_hugetlb_page_range(parent, child, &v) {
+                    self.exit(child)?;
+                    return Err(e);
+                }
+                continue;
+            }
             if wipe || v.anon_vma == 0 {
                 continue;
             }

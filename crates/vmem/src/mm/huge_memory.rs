@@ -298,7 +298,7 @@ impl Kernel {
     }
 
     /// Forgets every cached translation of the huge page at `haddr`.
-    fn flush_huge_range(&mut self, asid: crate::hw::tlb::Asid, haddr: u64) {
+    pub(crate) fn flush_huge_range(&mut self, asid: crate::hw::tlb::Asid, haddr: u64) {
         for i in 0..HPAGE_PAGES {
             self.tlb
                 .flush_page(asid, VirtAddr(haddr + (i << PAGE_SHIFT)).vpn());

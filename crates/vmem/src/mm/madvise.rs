@@ -129,7 +129,12 @@ impl Kernel {
         end: VirtAddr,
         advice: i32,
     ) -> SysResult<()> {
-        let set_flags = |k: &mut Kernel, set: u32, clear: u32| {
+        let set_flags = |k: &mut Kernel, set: u32, clear: u32| -> SysResult<()> {
+            if (v.flags & !clear) | set != v.flags {
+                // A hugetlb area may only be split on a huge-page boundary.
+                crate::mm::hugetlb::hugetlb_may_split(&v, start)?;
+                crate::mm::hugetlb::hugetlb_may_split(&v, end)?;
+            }
             // An area whose flags change is split at `start` and `end`; a huge page either
             // cuts in two is split first (Linux `vma_adjust_trans_huge`).
             for at in [start, end] {
@@ -141,7 +146,9 @@ impl Kernel {
                     k.split_huge_pmd_at(pid, at);
                 }
             }
-            let Ok(p) = k.proc_mut(pid) else { return };
+            let Ok(p) = k.proc_mut(pid) else {
+                return Ok(());
+            };
             p.mm.split_at(start);
             p.mm.split_at(end);
             let mut key = start.0;
@@ -153,29 +160,42 @@ impl Kernel {
                 key = vma.end.0;
             }
             p.mm.merge_around(start);
+            Ok(())
         };
+        if v.is_hugetlb() {
+            // Linux's hugetlb rules: DONTNEED in whole huge pages, REMOVE punches the
+            // shared file, no lazy free, no LRU advice, no wipe-on-fork (a file mapping).
+            match advice {
+                MADV_DONTNEED => return self.hugetlb_madv_dontneed(pid, &v, start, end),
+                MADV_REMOVE => return self.hugetlb_madv_remove(&v, start, end),
+                MADV_FREE | MADV_COLD | MADV_PAGEOUT | MADV_WIPEONFORK => {
+                    return Err(Errno::EINVAL)
+                }
+                _ => {}
+            }
+        }
         match advice {
-            MADV_NORMAL => set_flags(self, 0, vm::SEQ_READ | vm::RAND_READ),
-            MADV_RANDOM => set_flags(self, vm::RAND_READ, vm::SEQ_READ),
-            MADV_SEQUENTIAL => set_flags(self, vm::SEQ_READ, vm::RAND_READ),
-            MADV_DONTFORK => set_flags(self, vm::DONTCOPY, 0),
-            MADV_DOFORK => set_flags(self, 0, vm::DONTCOPY),
+            MADV_NORMAL => set_flags(self, 0, vm::SEQ_READ | vm::RAND_READ)?,
+            MADV_RANDOM => set_flags(self, vm::RAND_READ, vm::SEQ_READ)?,
+            MADV_SEQUENTIAL => set_flags(self, vm::SEQ_READ, vm::RAND_READ)?,
+            MADV_DONTFORK => set_flags(self, vm::DONTCOPY, 0)?,
+            MADV_DOFORK => set_flags(self, 0, vm::DONTCOPY)?,
             MADV_WIPEONFORK | MADV_KEEPONFORK => {
                 if v.flags & vm::SHARED != 0 || v.inode().is_some() {
                     return Err(Errno::EINVAL);
                 }
                 if advice == MADV_WIPEONFORK {
-                    set_flags(self, vm::WIPEONFORK, 0)
+                    set_flags(self, vm::WIPEONFORK, 0)?
                 } else {
-                    set_flags(self, 0, vm::WIPEONFORK)
+                    set_flags(self, 0, vm::WIPEONFORK)?
                 }
             }
-            MADV_DONTDUMP => set_flags(self, vm::DONTDUMP, 0),
-            MADV_DODUMP => set_flags(self, 0, vm::DONTDUMP),
-            MADV_HUGEPAGE => set_flags(self, vm::HUGEPAGE, vm::NOHUGEPAGE),
-            MADV_NOHUGEPAGE => set_flags(self, vm::NOHUGEPAGE, vm::HUGEPAGE),
-            MADV_MERGEABLE => set_flags(self, vm::MERGEABLE, 0),
-            MADV_UNMERGEABLE => set_flags(self, 0, vm::MERGEABLE),
+            MADV_DONTDUMP => set_flags(self, vm::DONTDUMP, 0)?,
+            MADV_DODUMP => set_flags(self, 0, vm::DONTDUMP)?,
+            MADV_HUGEPAGE => set_flags(self, vm::HUGEPAGE, vm::NOHUGEPAGE)?,
+            MADV_NOHUGEPAGE => set_flags(self, vm::NOHUGEPAGE, vm::HUGEPAGE)?,
+            MADV_MERGEABLE => set_flags(self, vm::MERGEABLE, 0)?,
+            MADV_UNMERGEABLE => set_flags(self, 0, vm::MERGEABLE)?,
             MADV_WILLNEED => {
                 if let Some(id) = v.inode() {
                     let first = v.pgoff_of(start).0;

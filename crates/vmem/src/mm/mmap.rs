@@ -77,12 +77,12 @@ impl Kernel {
             None
         };
         if flags & MAP_HUGETLB != 0 {
-            // No huge pages are reserved on this machine (vm.nr_hugepages = 0).
-            return Err(if file.is_some() {
-                Errno::EINVAL
-            } else {
-                Errno::ENOMEM
-            });
+            // A file that is not on hugetlbfs cannot be mapped MAP_HUGETLB; anonymous
+            // memory gets an anonymous hugetlbfs file (mm/hugetlb.rs).
+            if file.is_some() {
+                return Err(Errno::EINVAL);
+            }
+            return self.hugetlb_mmap(pid, addr, len, prot, flags, offset);
         }
         // do_mmap.
         if len == 0 {
@@ -217,8 +217,11 @@ impl Kernel {
             },
         }
 
-        // mmap_region: MAP_FIXED replaces whatever was there.
+        // mmap_region: MAP_FIXED replaces whatever was there (a hugetlb area may only
+        // be cut on a huge-page boundary).
         if flags & MAP_FIXED != 0 {
+            self.hugetlb_check_split(pid, start)?;
+            self.hugetlb_check_split(pid, end)?;
             self.unmap_range(pid, start, end);
         }
         // accountable_mapping: private writable memory is charged to the commit limit.
@@ -258,6 +261,10 @@ impl Kernel {
     /// `/proc/pid/maps`-style description of a VMA's permissions and backing.
     pub(crate) fn describe_vma(&self, v: &Vma) -> String {
         let backing = match v.backing {
+            Backing::Anon if v.is_hugetlb() => format!(
+                "anonymous 2 MiB huge pages (hugetlb, {})",
+                if v.is_mayshare() { "shared" } else { "private" }
+            ),
             Backing::Anon if v.anon_file.is_some() => "anonymous (private /dev/zero)".to_string(),
             Backing::Anon => "anonymous".to_string(),
             Backing::File(i) => {
@@ -274,7 +281,7 @@ impl Kernel {
 
     /// Linux `round_hint_to_min`: a hint below `mmap_min_addr` is raised to it; a hint
     /// that rounds down to zero is no hint.
-    fn round_hint_to_min(&self, hint: VirtAddr) -> VirtAddr {
+    pub(crate) fn round_hint_to_min(&self, hint: VirtAddr) -> VirtAddr {
         let h = hint.0 & !PAGE_MASK;
         if h != 0 && h < self.cfg.mmap_min_addr {
             VirtAddr(page_align_up(self.cfg.mmap_min_addr).unwrap_or(0))
@@ -380,6 +387,15 @@ pub fn map_flags_str(flags: i32) -> String {
             parts.push(name.to_string());
             rest &= !bit;
         }
+    }
+    let huge = (rest >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+    if huge != 0 {
+        parts.push(match huge {
+            21 => "MAP_HUGE_2MB".to_string(),
+            30 => "MAP_HUGE_1GB".to_string(),
+            n => format!("({n} << MAP_HUGE_SHIFT)"),
+        });
+        rest &= !(MAP_HUGE_MASK << MAP_HUGE_SHIFT);
     }
     if rest != 0 {
         parts.push(format!("0x{rest:x}"));

@@ -5,11 +5,13 @@
 //! shares (find, split at an address, insert, merge). Each address-space syscall lives in
 //! its own file, as in Asterinas' `vmar/`: [`mmap`], [`munmap`], [`mprotect`], [`msync`],
 //! [`madvise`], [`mremap`], [`mincore`]; page faults are in [`fault`], page-table
-//! construction in [`pgtable`].
+//! construction in [`pgtable`]; 2 MiB pages in [`huge_memory`] (transparent) and
+//! [`hugetlb`] (MAP_HUGETLB, from a reserved pool).
 
 pub mod fault;
 pub mod fork;
 pub mod huge_memory;
+pub mod hugetlb;
 pub mod madvise;
 pub mod mincore;
 pub mod mmap;

@@ -86,6 +86,10 @@ impl Kernel {
                 return Err(Errno::EACCES);
             }
             let piece_end = v.end.min(end);
+            if v.prot != newprot {
+                crate::mm::hugetlb::hugetlb_may_split(&v, cur)?;
+                crate::mm::hugetlb::hugetlb_may_split(&v, piece_end)?;
+            }
             self.mprotect_fixup(pid, cur, piece_end, newprot);
             cur = piece_end;
         }
@@ -104,7 +108,8 @@ impl Kernel {
         // Commit accounting: private memory that becomes writable is charged (and keeps
         // VM_ACCOUNT); anonymous memory that never had a page is uncharged again.
         if prot & PROT_WRITE != 0 {
-            if v.prot & PROT_WRITE == 0 && v.flags & (vm::ACCOUNT | vm::SHARED | vm::NORESERVE) == 0
+            if v.prot & PROT_WRITE == 0
+                && v.flags & (vm::ACCOUNT | vm::SHARED | vm::NORESERVE | vm::HUGETLB) == 0
             {
                 v.flags |= vm::ACCOUNT;
             }
@@ -133,6 +138,9 @@ impl Kernel {
     /// Rewrites the installed PTEs of `v`'s range to match its protection
     /// (Linux `change_protection`).
     fn change_protection(&mut self, pid: Pid, v: &Vma) {
+        if v.is_hugetlb() {
+            return self.hugetlb_change_protection(pid, v);
+        }
         // Entries change page by page (Linux keeps a wholly covered huge page huge:
         // `change_huge_pmd`; here it is split).
         self.split_huge_pmds(pid, v.start, v.end, false);

@@ -64,10 +64,21 @@ impl Kernel {
         if !old.is_aligned() {
             return Err(Errno::EINVAL);
         }
-        let old_len = page_align_up(old_len).ok_or(Errno::EINVAL)?;
-        let new_len = page_align_up(new_len).ok_or(Errno::EINVAL)?;
+        let mut old_len = page_align_up(old_len).ok_or(Errno::EINVAL)?;
+        let mut new_len = page_align_up(new_len).ok_or(Errno::EINVAL)?;
         if new_len == 0 {
             return Err(Errno::EINVAL);
+        }
+        // A hugetlb area: lengths in whole huge pages, addresses on their boundaries, no
+        // growth (Linux align_hugetlb), and no MREMAP_DONTUNMAP (VM_DONTEXPAND).
+        if let Some(v) = self.proc_ref(pid)?.mm.find_vma(old) {
+            if v.is_hugetlb() {
+                (old_len, new_len) =
+                    crate::mm::hugetlb::hugetlb_mremap_lens(old, old_len, new_len, new_addr)?;
+                if flags & MREMAP_DONTUNMAP != 0 {
+                    return Err(Errno::EINVAL);
+                }
+            }
         }
         if new_len > self.task_size() || old_len > self.task_size() {
             return Err(Errno::EINVAL);
@@ -218,6 +229,8 @@ impl Kernel {
         if flags & MREMAP_FIXED == 0 {
             return self.get_unmapped_area(pid, VirtAddr(0), new_len, 0);
         }
+        self.hugetlb_check_split(pid, new_addr)?;
+        self.hugetlb_check_split(pid, new_addr.add(new_len))?;
         if !new_addr.is_aligned() || new_addr.0 > self.task_size() - new_len {
             return Err(Errno::EINVAL);
         }
@@ -270,6 +283,23 @@ impl Kernel {
             pgoff,
             ..*v
         };
+        if v.is_hugetlb() {
+            // The huge PMD entries move whole (Linux move_hugetlb_page_tables).
+            let moved = self.move_hugetlb_page_tables(pid, old, len, dst);
+            if let Ok(p) = self.proc_mut(pid) {
+                p.mm.split_at(old);
+                p.mm.split_at(old.add(len));
+                p.mm.vmas.remove(&old.0);
+            }
+            self.events.emit(|| Event::VmaUnmapped {
+                pid,
+                start: old,
+                end: old.add(len),
+            });
+            self.insert_vma(pid, new_vma);
+            self.install_moved_hugetlb(pid, &new_vma, moved);
+            return;
+        }
         // The pages move one by one (Linux moves an aligned huge PMD whole:
         // `move_huge_pmd`; here huge pages are split first).
         self.split_huge_pmds(pid, old, old.add(len), false);

@@ -26,6 +26,9 @@ impl Kernel {
             if len == 0 {
                 return Err(Errno::EINVAL);
             }
+            // A hugetlb area may only be cut on a huge-page boundary (no rounding).
+            self.hugetlb_check_split(pid, addr)?;
+            self.hugetlb_check_split(pid, addr.add(len))?;
             self.unmap_range(pid, addr, addr.add(len));
             Ok(())
         })();
@@ -59,7 +62,11 @@ impl Kernel {
             p.mm.vmas.remove(&v.start.0);
         }
         for v in doomed {
-            self.zap_range(pid, v.start, v.end);
+            if v.is_hugetlb() {
+                self.hugetlb_unmap_vma(pid, &v);
+            } else {
+                self.zap_range(pid, v.start, v.end);
+            }
             self.events.emit(|| Event::VmaUnmapped {
                 pid,
                 start: v.start,

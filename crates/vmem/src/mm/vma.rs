@@ -54,6 +54,8 @@ pub mod vm {
     /// Private writable memory charged to the commit limit (Linux `VM_ACCOUNT`); it stays
     /// after write access is removed, so it keeps such areas from merging with others.
     pub const ACCOUNT: u32 = 1 << 16;
+    /// A hugetlb mapping (MAP_HUGETLB): 2 MiB pages from the pool (Linux `VM_HUGETLB`).
+    pub const HUGETLB: u32 = 1 << 17;
 }
 
 /// One virtual memory area.
@@ -163,8 +165,11 @@ impl Vma {
         tail
     }
     /// Whether `next` can be merged onto the end of `self` (Linux `can_vma_merge_after`).
+    /// Hugetlb areas never merge: their `vm_ops->close` keeps Linux from removing one
+    /// into another (`can_merge_remove_vma`), so the pieces of an mprotect stay apart.
     pub fn can_merge_with(&self, next: &Vma) -> bool {
         self.end == next.start
+            && (self.flags | next.flags) & vm::HUGETLB == 0
             && self.prot == next.prot
             && self.flags == next.flags
             && self.backing == next.backing

@@ -325,7 +325,10 @@ impl Kernel {
             }
             allocated += 1;
             let maps = mapcount.get(&n).copied().unwrap_or(0);
-            if m.flags.has(FrameFlags::RESERVED) || m.flags.has(FrameFlags::ZERO) {
+            if m.flags.has(FrameFlags::RESERVED)
+                || m.flags.has(FrameFlags::ZERO)
+                || m.flags.has(FrameFlags::HUGETLB)
+            {
                 continue;
             }
             if m.flags.has(FrameFlags::PAGE_TABLE) {
@@ -360,6 +363,7 @@ impl Kernel {
                 errors.push(format!("frame {n:#x} allocated with no purpose (leaked)"));
             }
         }
+        errors.extend(self.hugetlb_check(&mapcount));
         if allocated + self.phys.free_frames() != self.phys.total_frames() {
             errors.push(format!(
                 "{allocated} allocated + {} free != {} frames",
