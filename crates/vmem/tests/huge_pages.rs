@@ -351,10 +351,11 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
     use vmem::config::PagingGeometry;
     for (geometry, huge) in [
         (PagingGeometry::X86_64_5LEVEL, true),
-        // i386 without PAE has 4 MiB directory pages and Sv39 its own superpages: this
-        // machine maps huge pages only with x86-64 PMD entries.
+        // Sv39 maps them with a megapage (a leaf at the PMD level), arm64 with a block.
+        (PagingGeometry::SV39, true),
+        (PagingGeometry::ARM64_4K, true),
+        // i386 without PAE has 4 MiB directory pages, and Linux no THP there.
         (PagingGeometry::I386, false),
-        (PagingGeometry::SV39, false),
     ] {
         let mut k = Kernel::new(MachineConfig {
             ram_bytes: 32 << 20,
@@ -388,6 +389,12 @@ fn huge_pages_where_the_geometry_has_2mib_pmd_pages() {
             geometry.levels - u32::from(huge),
             "{geometry:?}"
         );
+        if huge && geometry == PagingGeometry::SV39 {
+            // V R W U A D with the PPN of a 2 MiB-aligned run: a megapage.
+            let raw = steps.last().unwrap().raw.bits;
+            assert_eq!(raw & 0xdf, 0xd7, "{raw:#x}");
+            assert_eq!((raw >> 10) % 512, 0, "{raw:#x}");
+        }
         k.check_invariants().unwrap();
     }
 }

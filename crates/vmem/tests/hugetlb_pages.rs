@@ -503,20 +503,32 @@ fn populate_and_a_page_table_left_behind_are_handled() {
 }
 
 #[test]
-fn other_geometries_have_no_pool() {
-    for g in [PagingGeometry::I386, PagingGeometry::SV39] {
-        let mut k = Kernel::new(MachineConfig {
-            ram_bytes: 64 << 20,
-            geometry: g,
-            nr_hugepages: 4,
-            ..MachineConfig::default()
-        });
-        let p = k.spawn().unwrap();
-        assert_eq!(k.nr_hugepages(), 0, "{g:?}");
-        assert_eq!(k.set_nr_hugepages(4), 0);
-        assert_eq!(map(&mut k, p, H, MAP_PRIVATE), Err(Errno::ENOMEM));
-        k.check_invariants().unwrap();
-    }
+fn sv39_has_a_pool_of_megapages_and_i386_none() {
+    // Sv39 has one (megapages): the pool fills and a page maps.
+    let mut k = Kernel::new(MachineConfig {
+        ram_bytes: 64 << 20,
+        geometry: PagingGeometry::SV39,
+        nr_hugepages: 2,
+        ..MachineConfig::default()
+    });
+    let p = k.spawn().unwrap();
+    assert_eq!(k.nr_hugepages(), 2);
+    let a = map(&mut k, p, H, MAP_PRIVATE).unwrap();
+    k.store_u8(p, a.add(H - 1), 9).unwrap();
+    assert!(k.pmd_of(p, a).huge());
+    assert_eq!(k.huge_pages_info().free, 1);
+    k.check_invariants().unwrap();
+    let mut k = Kernel::new(MachineConfig {
+        ram_bytes: 64 << 20,
+        geometry: PagingGeometry::I386,
+        nr_hugepages: 4,
+        ..MachineConfig::default()
+    });
+    let p = k.spawn().unwrap();
+    assert_eq!(k.nr_hugepages(), 0);
+    assert_eq!(k.set_nr_hugepages(4), 0);
+    assert_eq!(map(&mut k, p, H, MAP_PRIVATE), Err(Errno::ENOMEM));
+    k.check_invariants().unwrap();
     // i386's Linux huge page is 4 MiB: there is no 2 MiB size to ask for.
     let mut k = Kernel::new(MachineConfig {
         geometry: PagingGeometry::I386,

@@ -50,10 +50,9 @@
 //! count from 0, so slot `n` is stored as offset `n + 1` of swap type 0. (The x86-64 format
 //! keeps the model's own encoding: bit 9 marks a swap entry, the slot is in the frame bits.)
 //!
-//! Large pages: the x86-64 PS bit and arm64 blocks carry the kernel's huge PMDs
-//! ([`Pte::HUGE`]). i386 4 MiB PDEs and Sv39 mega/gigapages are not modelled: the kernel
-//! never writes them, and an upper-level entry that is not a table pointer reads as not
-//! present.
+//! Large pages: the x86-64 PS bit, arm64 blocks and Sv39 megapages (a leaf, R/W/X set, at
+//! the PMD level) carry the kernel's huge PMDs ([`Pte::HUGE`]). i386 4 MiB PDEs are not
+//! modelled: the kernel never writes them, and one reads as not present.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SHIFT};
 use crate::hw::phys::PhysMem;
@@ -164,9 +163,11 @@ impl PteFormat {
     }
 
     /// Whether an upper-level entry can map a huge page itself (the x86-64 PS bit, an arm64
-    /// block), which is what the kernel's huge PMDs need.
+    /// block, an Sv39 megapage), which is what the kernel's huge PMDs need. (i386 has 4 MiB
+    /// PDEs, but Linux gives non-PAE i386 no transparent huge pages, and this machine's
+    /// huge pages are 2 MiB.)
     pub const fn has_huge_pmd(self) -> bool {
-        matches!(self, PteFormat::X86_64 | PteFormat::Arm64)
+        matches!(self, PteFormat::X86_64 | PteFormat::Arm64 | PteFormat::Sv39)
     }
 
     /// A short name: `x86-64`, `i386`, `sv39` or `arm64`.
@@ -472,6 +473,10 @@ impl PteFormat {
             // A page-directory entry has the page-table entry's layout.
             PteFormat::X86_32 => self.encode_pte(e),
             PteFormat::Sv39 => {
+                if e.huge() {
+                    // A megapage: a leaf (R, W or X set) at the PMD level.
+                    return self.encode_pte(e.without(Pte::HUGE));
+                }
                 if !e.present() {
                     return 0;
                 }
@@ -504,9 +509,12 @@ impl PteFormat {
                 Pte(u64::from(v & (i386::FRAME | i386::FLAGS)))
             }
             PteFormat::Sv39 => {
-                if raw & sv39::V == 0 || raw & (sv39::R | sv39::W | sv39::X) != 0 {
-                    // Not valid, or a leaf at an upper level (a superpage: not modelled).
+                if raw & sv39::V == 0 {
                     return Pte::NONE;
+                }
+                if raw & (sv39::R | sv39::W | sv39::X) != 0 {
+                    // A leaf at an upper level: a superpage (a megapage at the PMD level).
+                    return self.decode_pte(raw).with(Pte::HUGE);
                 }
                 Pte::new(
                     Pfn((raw & sv39::PPN_MASK) >> sv39::PPN_SHIFT),

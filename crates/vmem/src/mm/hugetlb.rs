@@ -30,14 +30,15 @@
 //! Hugetlb pages are never on the LRU lists: reclaim and swap leave them alone, and they
 //! do not count in a process's RSS (Linux shows them as `HugetlbPages`).
 //!
-//! The pool exists on x86-64 machines (4- and 5-level: a PMD entry maps 2 MiB) and arm64
-//! ones (a block descriptor: 2 MiB, or 32 and 512 MiB in kernels built with 16 and 64 KiB
-//! pages, where every "2 MiB" here reads as that size). On the other geometries the pool stays empty and cannot be grown, so MAP_HUGETLB gets what
-//! Linux answers with `vm.nr_hugepages = 0`: ENOMEM (and MAP_NORESERVE mappings SIGBUS at
-//! the first touch). Linux's page size there is the hardware's large page: 4 MiB (a PDE
-//! with PS) on non-PAE i386, 2 MiB (a megapage) on Sv39; neither entry is modelled by this
-//! machine's entry formats, so a `MAP_HUGE_2MB` request on i386 is EINVAL (Linux has no
-//! 2 MiB size there) and `MAP_HUGE_4MB` is accepted and gets ENOMEM.
+//! The pool exists on x86-64 machines (4- and 5-level: a PMD entry maps 2 MiB), RISC-V
+//! Sv39 (a megapage: a leaf at the PMD level) and arm64 ones (a block descriptor: 2 MiB,
+//! or 32 and 512 MiB in kernels built with 16 and 64 KiB pages, where every "2 MiB" here
+//! reads as that size). On non-PAE i386 the pool stays empty and cannot be grown, so
+//! MAP_HUGETLB gets what Linux answers with `vm.nr_hugepages = 0`: ENOMEM (and
+//! MAP_NORESERVE mappings SIGBUS at the first touch). Linux's huge page there is 4 MiB (a
+//! PDE with PS), which this machine's i386 entries do not model, so a `MAP_HUGE_2MB`
+//! request on i386 is EINVAL (Linux has no 2 MiB size there) and `MAP_HUGE_4MB` is
+//! accepted and gets ENOMEM.
 
 use crate::addr::{Pfn, PgOff, VirtAddr, PAGE_SHIFT};
 use crate::consts::*;
