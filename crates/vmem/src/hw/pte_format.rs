@@ -594,7 +594,7 @@ impl std::fmt::Display for RawPte {
                     flag(p.dirty(), 'D'),
                 )
             }
-            PteFormat::Sv39 => {
+            PteFormat::Sv39 | PteFormat::Arm64 => {
                 let p = self.decode();
                 let v = self.bits;
                 if p.is_swap() {
@@ -602,6 +602,9 @@ impl std::fmt::Display for RawPte {
                 }
                 if !p.has_frame() {
                     return write!(f, "0x{v:016x} (not present)");
+                }
+                if self.format == PteFormat::Arm64 {
+                    return self.fmt_arm64(f, p);
                 }
                 let letters: String = "DAGUXWRV"
                     .chars()
@@ -615,45 +618,43 @@ impl std::fmt::Display for RawPte {
                     if p.protnone() { " PROT_NONE" } else { "" }
                 )
             }
-            PteFormat::Arm64 => {
-                let p = self.decode();
-                let v = self.bits;
-                if p.is_swap() {
-                    return write!(f, "0x{v:016x} (swapped out to slot {})", p.swap_slot());
-                }
-                if !p.has_frame() {
-                    return write!(f, "0x{v:016x} (not present)");
-                }
-                let kind = if p.protnone() {
-                    "PROT_NONE"
-                } else if !self.leaf && v & arm64::TABLE_BIT == 0 {
-                    "block"
-                } else if self.leaf {
-                    "page"
-                } else {
-                    "table"
-                };
-                let names = [
-                    (arm64::USER, " USER"),
-                    (arm64::RDONLY, " RDONLY"),
-                    (arm64::AF, " AF"),
-                    (arm64::DBM, " DBM"),
-                    (arm64::UXN, " UXN"),
-                    (arm64::DIRTY, " DIRTY"),
-                    (arm64::SPECIAL, " SPECIAL"),
-                ];
-                let attrs: String = names
-                    .iter()
-                    .filter(|(b, _)| v & b != 0)
-                    .map(|(_, n)| *n)
-                    .collect();
-                write!(
-                    f,
-                    "0x{v:016x} ({kind} at 0x{:x}{attrs})",
-                    p.pfn().0 << PAGE_SHIFT
-                )
-            }
         }
+    }
+}
+
+impl RawPte {
+    /// An arm64 descriptor that holds a frame: its kind and output address, then the names
+    /// of the attribute bits set.
+    fn fmt_arm64(&self, f: &mut std::fmt::Formatter<'_>, p: Pte) -> std::fmt::Result {
+        let v = self.bits;
+        let kind = if p.protnone() {
+            "PROT_NONE"
+        } else if !self.leaf && v & arm64::TABLE_BIT == 0 {
+            "block"
+        } else if self.leaf {
+            "page"
+        } else {
+            "table"
+        };
+        let names = [
+            (arm64::USER, " USER"),
+            (arm64::RDONLY, " RDONLY"),
+            (arm64::AF, " AF"),
+            (arm64::DBM, " DBM"),
+            (arm64::UXN, " UXN"),
+            (arm64::DIRTY, " DIRTY"),
+            (arm64::SPECIAL, " SPECIAL"),
+        ];
+        let attrs: String = names
+            .iter()
+            .filter(|(b, _)| v & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(
+            f,
+            "0x{v:016x} ({kind} at 0x{:x}{attrs})",
+            p.pfn().0 << PAGE_SHIFT
+        )
     }
 }
 

@@ -337,26 +337,8 @@ impl Kernel {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
-        if flags & MAP_FIXED_NOREPLACE != 0 {
-            flags |= MAP_FIXED;
-        }
-        let addr = if flags & MAP_FIXED == 0 {
-            self.round_hint_to_min(addr)
-        } else {
-            addr
-        };
-        let pgoff = (offset as u64) >> PAGE_SHIFT;
-        if pgoff.checked_add(len >> PAGE_SHIFT).is_none() {
-            return Err(Errno::EOVERFLOW);
-        }
-        if self.proc_ref(pid)?.mm.map_count() > self.cfg.max_map_count {
-            return Err(Errno::ENOMEM);
-        }
-        let start = self.hugetlb_get_unmapped_area(pid, addr, len, flags)?;
+        let (start, pgoff) = self.mmap_place(pid, addr, len, &mut flags, offset, true)?;
         let end = start.add(len);
-        if flags & MAP_FIXED_NOREPLACE != 0 && self.proc_ref(pid)?.mm.intersects(start, end) {
-            return Err(Errno::EEXIST);
-        }
         // do_mmap, for the hugetlbfs file.
         let mut vm_flags = vm::MAYREAD | vm::MAYWRITE | vm::MAYEXEC | vm::HUGETLB;
         match flags & MAP_TYPE {
@@ -424,27 +406,12 @@ impl Kernel {
             anon_vma: 0,
             special: Special::None,
         };
-        let merged = self.proc_mut(pid)?.mm.insert(vma);
-        if self.events.enabled() {
-            let desc = self.describe_vma(&merged);
-            self.events.emit(|| Event::VmaMapped {
-                pid,
-                start: merged.start,
-                end: merged.end,
-                desc,
-            });
-        }
-        if (flags & MAP_POPULATE != 0 && flags & MAP_NONBLOCK == 0) || flags & MAP_LOCKED != 0 {
-            let write = vma.writable() && !vma.is_shared();
-            // As for other mappings, a populate that cannot get a page just stops.
-            let _ = self.populate_range(pid, start, end, write);
-        }
-        Ok(start)
+        self.insert_vma_and_populate(pid, vma, flags)
     }
 
     /// Linux `hugetlb_get_unmapped_area`: like `get_unmapped_area`, on a huge-page
     /// boundary (MAP_FIXED elsewhere is EINVAL; a hint is rounded up to one).
-    fn hugetlb_get_unmapped_area(
+    pub(crate) fn hugetlb_get_unmapped_area(
         &self,
         pid: Pid,
         addr: VirtAddr,

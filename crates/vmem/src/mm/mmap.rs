@@ -88,26 +88,9 @@ impl Kernel {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
-        let mut addr = addr;
-        if flags & MAP_FIXED_NOREPLACE != 0 {
-            flags |= MAP_FIXED;
-        }
-        if flags & MAP_FIXED == 0 {
-            addr = self.round_hint_to_min(addr);
-        }
         let len = page_align_up(len).ok_or(Errno::ENOMEM)?;
-        let pgoff = (offset as u64) >> PAGE_SHIFT;
-        if pgoff.checked_add(len >> PAGE_SHIFT).is_none() {
-            return Err(Errno::EOVERFLOW);
-        }
-        if self.proc_ref(pid)?.mm.map_count() > self.cfg.max_map_count {
-            return Err(Errno::ENOMEM);
-        }
-        let start = self.get_unmapped_area(pid, addr, len, flags)?;
+        let (start, pgoff) = self.mmap_place(pid, addr, len, &mut flags, offset, false)?;
         let end = start.add(len);
-        if flags & MAP_FIXED_NOREPLACE != 0 && self.proc_ref(pid)?.mm.intersects(start, end) {
-            return Err(Errno::EEXIST);
-        }
 
         let mut vm_flags = vm::MAYREAD | vm::MAYWRITE | vm::MAYEXEC;
         if flags & MAP_NORESERVE != 0 {
@@ -240,6 +223,63 @@ impl Kernel {
             anon_vma: 0,
             special: Default::default(),
         };
+        self.insert_vma_and_populate(pid, vma, flags)
+    }
+
+    /// `do_mmap`'s placement, for a length already rounded (to pages, or to huge pages
+    /// for a hugetlb mapping): MAP_FIXED_NOREPLACE implies MAP_FIXED (set in `flags`), a
+    /// hint is raised to `mmap_min_addr`, the file page range must not overflow
+    /// (EOVERFLOW), the process must be below `max_map_count` (ENOMEM), an address is
+    /// found (`get_unmapped_area`, or the huge-page-aligned `hugetlb_get_unmapped_area`),
+    /// and MAP_FIXED_NOREPLACE over a mapping is EEXIST. Returns the start and the file
+    /// page offset.
+    pub(crate) fn mmap_place(
+        &self,
+        pid: Pid,
+        addr: VirtAddr,
+        len: u64,
+        flags: &mut i32,
+        offset: i64,
+        hugetlb: bool,
+    ) -> SysResult<(VirtAddr, u64)> {
+        if *flags & MAP_FIXED_NOREPLACE != 0 {
+            *flags |= MAP_FIXED;
+        }
+        let addr = if *flags & MAP_FIXED == 0 {
+            self.round_hint_to_min(addr)
+        } else {
+            addr
+        };
+        let pgoff = (offset as u64) >> PAGE_SHIFT;
+        if pgoff.checked_add(len >> PAGE_SHIFT).is_none() {
+            return Err(Errno::EOVERFLOW);
+        }
+        if self.proc_ref(pid)?.mm.map_count() > self.cfg.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let start = if hugetlb {
+            self.hugetlb_get_unmapped_area(pid, addr, len, *flags)?
+        } else {
+            self.get_unmapped_area(pid, addr, len, *flags)?
+        };
+        if *flags & MAP_FIXED_NOREPLACE != 0
+            && self.proc_ref(pid)?.mm.intersects(start, start.add(len))
+        {
+            return Err(Errno::EEXIST);
+        }
+        Ok((start, pgoff))
+    }
+
+    /// The end of Linux `mmap_region` and `do_mmap`: inserts `vma` (merged with mergeable
+    /// neighbours), announces it, and faults it in for MAP_POPULATE (without
+    /// MAP_NONBLOCK) or MAP_LOCKED. A populate that cannot get a page (SIGBUS past the end
+    /// of a file, an empty hugetlb pool) just stops, as in Linux. Returns the area's start.
+    pub(crate) fn insert_vma_and_populate(
+        &mut self,
+        pid: Pid,
+        vma: Vma,
+        flags: i32,
+    ) -> SysResult<VirtAddr> {
         let merged = self.proc_mut(pid)?.mm.insert(vma);
         if self.events.enabled() {
             let desc = self.describe_vma(&merged);
@@ -252,10 +292,9 @@ impl Kernel {
         }
         if (flags & MAP_POPULATE != 0 && flags & MAP_NONBLOCK == 0) || flags & MAP_LOCKED != 0 {
             let write = vma.writable() && !vma.is_shared();
-            // Like Linux, a populate that hits SIGBUS (past end of file) just stops.
-            let _ = self.populate_range(pid, start, end, write);
+            let _ = self.populate_range(pid, vma.start, vma.end, write);
         }
-        Ok(start)
+        Ok(vma.start)
     }
 
     /// `/proc/pid/maps`-style description of a VMA's permissions and backing.

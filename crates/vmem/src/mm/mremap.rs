@@ -242,6 +242,21 @@ impl Kernel {
         Ok(new_addr)
     }
 
+    /// Removes the moved range `old..old+len` from the VMA tree (its pages are gone
+    /// already) and announces it.
+    fn remove_moved_area(&mut self, pid: Pid, old: VirtAddr, len: u64) {
+        if let Ok(p) = self.proc_mut(pid) {
+            p.mm.split_at(old);
+            p.mm.split_at(old.add(len));
+            p.mm.vmas.remove(&old.0);
+        }
+        self.events.emit(|| Event::VmaUnmapped {
+            pid,
+            start: old,
+            end: old.add(len),
+        });
+    }
+
     fn insert_vma(&mut self, pid: Pid, v: Vma) {
         let Ok(p) = self.proc_mut(pid) else { return };
         let merged = p.mm.insert(v);
@@ -286,16 +301,7 @@ impl Kernel {
         if v.is_hugetlb() {
             // The huge PMD entries move whole (Linux move_hugetlb_page_tables).
             let moved = self.move_hugetlb_page_tables(pid, old, len, dst);
-            if let Ok(p) = self.proc_mut(pid) {
-                p.mm.split_at(old);
-                p.mm.split_at(old.add(len));
-                p.mm.vmas.remove(&old.0);
-            }
-            self.events.emit(|| Event::VmaUnmapped {
-                pid,
-                start: old,
-                end: old.add(len),
-            });
+            self.remove_moved_area(pid, old, len);
             self.insert_vma(pid, new_vma);
             self.install_moved_hugetlb(pid, &new_vma, moved);
             return;
@@ -319,15 +325,7 @@ impl Kernel {
         );
         // The old range goes first so that the new VMA cannot merge with it.
         if !dontunmap {
-            let p = self.proc_mut(pid).expect("live");
-            p.mm.split_at(old);
-            p.mm.split_at(old.add(len));
-            p.mm.vmas.remove(&old.0);
-            self.events.emit(|| Event::VmaUnmapped {
-                pid,
-                start: old,
-                end: old.add(len),
-            });
+            self.remove_moved_area(pid, old, len);
         }
         self.insert_vma(pid, new_vma);
         let mut moved_ok = true;
