@@ -1,8 +1,9 @@
 //! # vmem — the emulated machine
 //!
 //! A machine with real RAM (one byte arena), an MMU that walks page tables stored in that
-//! RAM (x86-64 by default; 32-bit x86 and RISC-V Sv39 as machine settings), a TLB, and a Linux-like kernel whose memory manager implements `mmap` over
-//! real files: demand paging, a shared page cache, copy-on-write, `msync`, `munmap`,
+//! RAM (x86-64 by default; 32-bit x86, RISC-V Sv39 and arm64 as machine settings; 16 and
+//! 64 KiB pages, on arm64, with the `page-16k` / `page-64k` features), a TLB, and a
+//! Linux-like kernel whose memory manager implements `mmap` over real files: demand paging, a shared page cache, copy-on-write, `msync`, `munmap`,
 //! `mprotect`, `madvise`, `mremap`, `mincore`, and the errno and signals Linux gives.
 //!
 //! ```
@@ -24,7 +25,7 @@
 //! - [`addr`]: typed addresses and page numbers. [`errno`], [`signal`]: what calls and
 //!   accesses return on failure. [`consts`]: the C constants. [`config`]: machine settings.
 //! - [`hw`]: the hardware — [`hw::phys`] (frames), [`hw::pte`] (the kernel's entry),
-//!   [`hw::pte_format`] (the x86-64, i386 and Sv39 entries in RAM), [`hw::walk`] (the
+//!   [`hw::pte_format`] (the x86-64, i386, Sv39 and arm64 entries in RAM), [`hw::walk`] (the
 //!   walker), [`hw::tlb`], [`hw::mmu`]. It reports faults, never handles them.
 //! - [`mm`]: the memory manager — VMAs, one file per syscall, the fault handler, page tables.
 //! - [`cache`]: the page cache, read-around, write-back, truncation.

@@ -8,8 +8,9 @@
 //!
 //! Multi-level exercises come in two sizes: the default two levels of 16 entries (a 1 MiB
 //! address space that fits on a page), or the page tables of a real machine geometry
-//! ([`generate_with`]: i386, Sv39, x86-64 4- or 5-level), sparsely filled, whose entries
-//! are shown exactly as that hardware stores them (4-byte i386 PTEs, Sv39 PTEs).
+//! ([`generate_with`]: i386, Sv39, arm64, x86-64 4- or 5-level), sparsely filled, whose
+//! entries are shown exactly as that hardware stores them (4-byte i386 PTEs, Sv39 PTEs,
+//! arm64 descriptors).
 
 use crate::addr::{Pfn, VirtAddr, PAGE_SHIFT};
 use crate::config::PagingGeometry;
@@ -69,7 +70,7 @@ pub struct Problem {
     /// The seed it came from.
     pub seed: u64,
     /// The machine geometry of a multi-level exercise on real tables (`i386`, `sv39`,
-    /// `x86-64`, `la57`), or `None` for the small teaching tables.
+    /// `arm64`, `x86-64`, `la57`), or `None` for the small teaching tables.
     pub geometry: Option<&'static str>,
     /// The machine state to work from (tables), as text.
     pub setup: String,
