@@ -63,12 +63,17 @@ pub struct Kernel {
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
     fast_path: bool,
+    /// The short path's TLB misses may take the walk of the default geometry
+    /// (`mmu::refill_x86_64_4level`): `fast_path` on a machine with 4-level x86-64 paging.
+    fast_walk: bool,
     /// The process whose TLB hits the short path counts in `hot` rather than in its own
     /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
     /// lookup. Folded into the process's counters when another process accesses memory
     /// and when it exits; added in whenever counters are read.
     hot_pid: u32,
     hot_asid: crate::hw::tlb::Asid,
+    /// The hot process's root table (an address space keeps its root for its lifetime).
+    hot_root: Pfn,
     hot: HotCounts,
 }
 
@@ -79,6 +84,8 @@ const NO_PID: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, Default)]
 struct HotCounts {
     tlb_hits: u64,
+    tlb_misses: u64,
+    page_walks: u64,
     mapped_loads: u64,
     mapped_stores: u64,
 }
@@ -86,6 +93,8 @@ struct HotCounts {
 impl HotCounts {
     fn add_to(self, c: &mut Counters) {
         c.tlb_hits += self.tlb_hits;
+        c.tlb_misses += self.tlb_misses;
+        c.page_walks += self.page_walks;
         c.mapped_loads += self.mapped_loads;
         c.mapped_stores += self.mapped_stores;
     }
@@ -181,12 +190,14 @@ impl Kernel {
             rng: 0x2545_f491_4f6c_dd1d,
             bus_log: Vec::new(),
             fast_path: false,
+            fast_walk: false,
             clock: 0,
             hot_pid: NO_PID,
             hot_asid: 0,
+            hot_root: Pfn(0),
             hot: HotCounts::default(),
         };
-        k.fast_path = k.fast_path_allowed();
+        k.set_fast_path();
         Ok(k)
     }
 
@@ -198,8 +209,14 @@ impl Kernel {
     /// Sets the event observer (or clears it with `None`); returns the previous one.
     pub fn set_observer(&mut self, o: Option<Box<dyn Observer>>) -> Option<Box<dyn Observer>> {
         let old = self.events.set_observer(o);
-        self.fast_path = self.fast_path_allowed();
+        self.set_fast_path();
         old
+    }
+
+    fn set_fast_path(&mut self) {
+        self.fast_path = self.fast_path_allowed();
+        self.fast_walk =
+            self.fast_path && self.cfg.geometry == crate::config::PagingGeometry::X86_64_4LEVEL;
     }
 
     /// Whether TLB hits may skip the full translation path: paging, no observer, and no
@@ -380,6 +397,7 @@ impl Kernel {
         if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
             self.hot_pid = pid.0;
             self.hot_asid = p.mm.asid;
+            self.hot_root = p.mm.root;
         }
     }
 
@@ -651,25 +669,56 @@ impl Kernel {
         }
     }
 
+    /// The short path's TLB miss of a load by the hot process `pid` (`load_fast`).
     #[inline(never)]
     fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
+        if self.fast_walk {
+            let pa = match self.refill_hot(va, Access::Read) {
+                Ok(pa) => {
+                    if let Some(b) = self.phys.ram_array::<N>(pa) {
+                        self.hot.mapped_loads += N as u64;
+                        return Ok(b);
+                    }
+                    pa
+                }
+                Err(hw) => self.fault_and_retry::<true>(pid, va, Access::Read, hw)?,
+            };
+            return Ok(self.load_after_fault(pid, pa));
+        }
         let r = self.translate_fast_missed(pid, va, Access::Read, |phys, pa, stats| {
             let b = phys.ram_array::<N>(pa)?;
             stats.mapped_loads += N as u64;
             Some(b)
         })?;
         // After a fault, or not RAM.
-        let pa = match r {
-            Ok(b) => return Ok(b),
-            Err(pa) => pa,
-        };
+        match r {
+            Ok(b) => Ok(b),
+            Err(pa) => Ok(self.load_after_fault(pid, pa)),
+        }
+    }
+
+    /// The end of a load whose translation faulted, or that is not to RAM.
+    fn load_after_fault<const N: usize>(&mut self, pid: Pid, pa: PhysAddr) -> [u8; N] {
         let mut b = [0u8; N];
         match self.phys.ram_array::<N>(pa) {
             Some(r) => b = r,
             None => self.phys.cpu_read(pa, &mut b),
         }
         self.live(pid).stats.mapped_loads += N as u64;
-        Ok(b)
+        b
+    }
+
+    /// The TLB refill of the hot process for `va` on the default geometry (`fast_walk`),
+    /// after its lookup missed: counts the miss and the walk as `translate_missed` does.
+    #[inline(always)]
+    fn refill_hot(&mut self, va: VirtAddr, access: Access) -> Result<PhysAddr, mmu::HwFault> {
+        self.hot.tlb_misses += 1;
+        self.hot.page_walks += 1;
+        let ctx = Context {
+            asid: self.hot_asid,
+            root: self.hot_root,
+        };
+        mmu::refill_x86_64_4level(&mut self.phys, &mut self.tlb, ctx, va, access)
     }
 
     /// The fast path of an `N`-byte store within one page: `None` to take the full path
@@ -711,6 +760,20 @@ impl Kernel {
         va: VirtAddr,
         b: [u8; N],
     ) -> Result<(), Signal> {
+        if self.fast_walk {
+            let pa = match self.refill_hot(va, Access::Write) {
+                Ok(pa) => {
+                    if self.phys.ram_write_array(pa, b) {
+                        self.hot.mapped_stores += N as u64;
+                        return Ok(());
+                    }
+                    pa
+                }
+                Err(hw) => self.fault_and_retry::<true>(pid, va, Access::Write, hw)?,
+            };
+            self.store_after_fault(pid, pa, b);
+            return Ok(());
+        }
         let r = self.translate_fast_missed(pid, va, Access::Write, |phys, pa, stats| {
             phys.ram_write_array(pa, b).then(|| {
                 stats.mapped_stores += N as u64;
@@ -718,12 +781,17 @@ impl Kernel {
         })?;
         // After a fault, or not RAM.
         if let Err(pa) = r {
-            if !self.phys.ram_write_array(pa, b) {
-                self.phys.cpu_write(pa, &b);
-            }
-            self.live(pid).stats.mapped_stores += N as u64;
+            self.store_after_fault(pid, pa, b);
         }
         Ok(())
+    }
+
+    /// The end of a store whose translation faulted, or that is not to RAM.
+    fn store_after_fault<const N: usize>(&mut self, pid: Pid, pa: PhysAddr, b: [u8; N]) {
+        if !self.phys.ram_write_array(pa, b) {
+            self.phys.cpu_write(pa, &b);
+        }
+        self.live(pid).stats.mapped_stores += N as u64;
     }
 
     pub(crate) fn deliver(&mut self, pid: Pid, signal: Signal) -> Signal {
