@@ -221,6 +221,9 @@ fn walk_and_fill<const NATIVE: bool>(
     missed: bool,
 ) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
+    if NATIVE && missed && !events.enabled() && *geom == PagingGeometry::X86_64_4LEVEL {
+        return refill_x86_64_4level(phys, tlb, ctx, va, access);
+    }
     let leaf = if NATIVE {
         walk_native(phys, geom, ctx.root, va, events)
     } else {

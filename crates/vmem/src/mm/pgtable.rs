@@ -47,6 +47,9 @@ fn entry_slot(
     va: VirtAddr,
     stop: u32,
 ) -> Option<PhysAddr> {
+    if *geom == PagingGeometry::X86_64_4LEVEL {
+        return entry_slot_x86_64_4level(phys, root, va, stop);
+    }
     if va.0 >> geom.va_bits() != 0 || stop >= geom.levels {
         return None;
     }
@@ -63,6 +66,34 @@ fn entry_slot(
             return None;
         }
         table = e.pfn();
+        level -= 1;
+    }
+}
+
+/// [`entry_slot`] for [`PagingGeometry::X86_64_4LEVEL`]: constant shifts, `u64` entries.
+#[inline]
+fn entry_slot_x86_64_4level(
+    phys: &PhysMem,
+    root: Pfn,
+    va: VirtAddr,
+    stop: u32,
+) -> Option<PhysAddr> {
+    if va.0 >> 48 != 0 || stop >= 4 {
+        return None;
+    }
+    let mut table = root.0 << 12;
+    let mut level = 3;
+    loop {
+        let entry_pa = PhysAddr(table | (((va.0 >> (12 + 9 * level)) & 511) << 3));
+        if level == stop {
+            return Some(entry_pa);
+        }
+        let e = phys.read_u64(entry_pa);
+        // Not present, or a huge page's own entry: no table below.
+        if e & (Pte::PRESENT | Pte::HUGE) != Pte::PRESENT {
+            return None;
+        }
+        table = e & Pte::ADDR_MASK;
         level -= 1;
     }
 }
