@@ -437,6 +437,19 @@ impl PhysMem {
         &mut self.bytes[start..start + PAGE_SIZE as usize]
     }
 
+    /// The `len` bytes of RAM at `pa` and every frame's metadata, both mutable (for code
+    /// that rewrites a run of page-table entries and the frames they map in one pass).
+    /// Panics if the bytes do not lie in RAM.
+    #[inline]
+    pub fn bytes_and_meta_mut(
+        &mut self,
+        pa: PhysAddr,
+        len: usize,
+    ) -> (&mut [u8], &mut [FrameMeta]) {
+        let start = pa.0 as usize;
+        (&mut self.bytes[start..start + len], &mut self.frames)
+    }
+
     /// Copies `from` into `to` (both whole frames).
     pub fn copy_frame(&mut self, from: Pfn, to: Pfn) {
         let src = (from.0 << PAGE_SHIFT) as usize;
