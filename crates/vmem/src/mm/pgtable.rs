@@ -50,6 +50,16 @@ fn entry_slot(
     if *geom == PagingGeometry::X86_64_4LEVEL {
         return entry_slot_x86_64_4level(phys, root, va, stop);
     }
+    entry_slot_general(phys, geom, root, va, stop)
+}
+
+fn entry_slot_general(
+    phys: &PhysMem,
+    geom: &PagingGeometry,
+    root: Pfn,
+    va: VirtAddr,
+    stop: u32,
+) -> Option<PhysAddr> {
     if va.0 >> geom.va_bits() != 0 || stop >= geom.levels {
         return None;
     }
@@ -335,5 +345,30 @@ impl crate::kernel::Kernel {
         }
         self.phys.read(pa, buf);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hw::walk::tests::tables;
+
+    #[test]
+    fn the_default_geometry_slot_lookup_matches_the_general_one() {
+        let geom = PagingGeometry::X86_64_4LEVEL;
+        let (phys, root, vas) = tables();
+        let mut found = 0;
+        for va in vas {
+            for stop in 0..5 {
+                let a = entry_slot_general(&phys, &geom, root, va, stop);
+                assert_eq!(
+                    a,
+                    entry_slot_x86_64_4level(&phys, root, va, stop),
+                    "{va} {stop}"
+                );
+                found += usize::from(a.is_some());
+            }
+        }
+        assert!(found > 100);
     }
 }
