@@ -16,7 +16,7 @@ use crate::hw::phys::PhysMem;
 use crate::hw::pte::Pte;
 use crate::hw::pte_format::PteFormat;
 use crate::hw::tlb::{Asid, Tlb, TlbEntry};
-use crate::hw::walk::{walk_decoded, walk_native, walk_x86_64_4level};
+use crate::hw::walk::{walk_decoded, walk_native, walk_x86_64_4level_at};
 use crate::stats::Counters;
 
 /// The kind of memory access.
@@ -162,6 +162,8 @@ pub fn translate_missed<const NATIVE: bool>(
 /// ([`walk_x86_64_4level`]), the permission check, the Accessed/Dirty update and the TLB
 /// fill, as [`translate_missed`] does them for that geometry. Counts nothing: the caller
 /// counts the TLB miss and the walk (whatever the outcome, as `translate_missed` does).
+/// A fault comes with the physical address of the leaf entry when the walk reached the
+/// leaf table (for the fault handler, which would otherwise walk again to find it).
 #[inline(always)]
 pub fn refill_x86_64_4level(
     phys: &mut PhysMem,
@@ -169,9 +171,9 @@ pub fn refill_x86_64_4level(
     ctx: Context,
     va: VirtAddr,
     access: Access,
-) -> Result<PhysAddr, HwFault> {
-    let leaf =
-        walk_x86_64_4level(phys, ctx.root, va).map_err(|level| HwFault::NotPresent { level })?;
+) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
+    let leaf = walk_x86_64_4level_at(phys, ctx.root, va)
+        .map_err(|(level, slot)| (HwFault::NotPresent { level }, slot.filter(|_| level == 0)))?;
     let pte = leaf.pte.0;
     let need = Pte::PRESENT
         | Pte::USER
@@ -181,7 +183,8 @@ pub fn refill_x86_64_4level(
             0
         };
     if pte & need != need || (access == Access::Exec && pte & Pte::NX != 0) {
-        return Err(HwFault::Protection);
+        let slot = (leaf.level == 0).then_some(leaf.pte_pa);
+        return Err((HwFault::Protection, slot));
     }
     let updated = pte
         | Pte::ACCESSED
@@ -222,7 +225,7 @@ fn walk_and_fill<const NATIVE: bool>(
 ) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
     if NATIVE && missed && !events.enabled() && *geom == PagingGeometry::X86_64_4LEVEL {
-        return refill_x86_64_4level(phys, tlb, ctx, va, access);
+        return refill_x86_64_4level(phys, tlb, ctx, va, access).map_err(|(hw, _)| hw);
     }
     let leaf = if NATIVE {
         walk_native(phys, geom, ctx.root, va, events)
@@ -297,8 +300,10 @@ mod tests {
                         &mut counters,
                     )
                 });
-                let s = (tlb_s.lookup(3, va.vpn()).is_none())
-                    .then(|| refill_x86_64_4level(&mut special, &mut tlb_s, ctx, va, access));
+                let s = (tlb_s.lookup(3, va.vpn()).is_none()).then(|| {
+                    refill_x86_64_4level(&mut special, &mut tlb_s, ctx, va, access)
+                        .map_err(|(hw, _)| hw)
+                });
                 assert_eq!(g, s, "{va} {access:?}");
                 let entry = |t: &Tlb| t.lookup(3, va.vpn()).map(|e| (e.pfn(), e.flags()));
                 assert_eq!(entry(&tlb_g), entry(&tlb_s), "{va} {access:?}");

@@ -109,6 +109,17 @@ pub fn walk_native(
 /// at the PMD no PS bit).
 #[inline(always)]
 pub fn walk_x86_64_4level(phys: &mut PhysMem, root: Pfn, va: VirtAddr) -> Result<Leaf, u32> {
+    walk_x86_64_4level_at(phys, root, va).map_err(|(level, _)| level)
+}
+
+/// [`walk_x86_64_4level`], with the physical address of the not-present entry when the
+/// walk stops at one (`None` for an address beyond the 48 translated bits).
+#[inline(always)]
+pub fn walk_x86_64_4level_at(
+    phys: &mut PhysMem,
+    root: Pfn,
+    va: VirtAddr,
+) -> Result<Leaf, (u32, Option<PhysAddr>)> {
     const P: u64 = Pte::PRESENT;
     const A: u64 = Pte::ACCESSED;
     /// The slot of `va`'s entry at `level` of the table at physical address `table`.
@@ -117,7 +128,7 @@ pub fn walk_x86_64_4level(phys: &mut PhysMem, root: Pfn, va: VirtAddr) -> Result
         PhysAddr(table | (((va >> (12 + 9 * level)) & 511) << 3))
     }
     if va.0 >> 48 != 0 {
-        return Err(3);
+        return Err((3, None));
     }
     let mut table = root.0 << 12;
     // PGD and PUD: pointers to the next table.
@@ -126,7 +137,7 @@ pub fn walk_x86_64_4level(phys: &mut PhysMem, root: Pfn, va: VirtAddr) -> Result
         let e = phys.read_u64(pa);
         if e & (P | A) != P | A {
             if e & P == 0 {
-                return Err(level);
+                return Err((level, Some(pa)));
             }
             phys.write_u64(pa, e | A);
         }
@@ -137,7 +148,7 @@ pub fn walk_x86_64_4level(phys: &mut PhysMem, root: Pfn, va: VirtAddr) -> Result
     let e = phys.read_u64(pa);
     if e & (P | A | Pte::HUGE) != P | A {
         if e & P == 0 {
-            return Err(1);
+            return Err((1, Some(pa)));
         }
         if e & Pte::HUGE != 0 {
             return Ok(Leaf {
@@ -151,7 +162,7 @@ pub fn walk_x86_64_4level(phys: &mut PhysMem, root: Pfn, va: VirtAddr) -> Result
     let pa = slot(e & Pte::ADDR_MASK, va.0, 0);
     let e = phys.read_u64(pa);
     if e & P == 0 {
-        return Err(0);
+        return Err((0, Some(pa)));
     }
     Ok(Leaf {
         pte: Pte(e),

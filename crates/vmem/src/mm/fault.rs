@@ -49,12 +49,15 @@ fn page_error(va: VirtAddr, e: PageError) -> Signal {
 
 impl Kernel {
     /// Resolves a fault the MMU reported for `access` at `va`, or returns the signal.
+    /// `slot`: the physical address of `va`'s leaf entry if the MMU's walk just found it
+    /// (saves walking again to find it).
     pub(crate) fn handle_mm_fault(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
         hw: HwFault,
+        slot: Option<PhysAddr>,
     ) -> Result<(), Signal> {
         self.events.emit(|| Event::FaultBegin {
             pid,
@@ -62,7 +65,7 @@ impl Kernel {
             access,
             present: hw == HwFault::Protection,
         });
-        match self.do_fault(pid, va, access) {
+        match self.do_fault(pid, va, access, slot) {
             Ok((kind, major)) => {
                 if let Ok(p) = self.proc_mut(pid) {
                     if major {
@@ -116,6 +119,7 @@ impl Kernel {
         pid: Pid,
         va: VirtAddr,
         access: Access,
+        mut slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let vma = self
             .proc_ref(pid)
@@ -138,13 +142,17 @@ impl Kernel {
             });
         }
         if self.huge_pmds != 0 || self.thp_wanted(&vma) {
+            // The huge step may change the tables above the leaf.
+            slot = None;
             if let Some(r) = self.do_huge_pmd_fault(pid, va, access, &vma)? {
                 return Ok(r);
             }
         }
         let page = va.page_down();
-        // One walk finds the entry; a fault that maps a page writes it there.
-        let slot = self.pte_slot_of(pid, page);
+        // One walk finds the entry (the MMU's, when it reached the leaf table); a fault
+        // that maps a page writes it there.
+        debug_assert!(slot.is_none() || slot == self.pte_slot_of(pid, page));
+        let slot = slot.or_else(|| self.pte_slot_of(pid, page));
         let geom = self.cfg.geometry;
         let pte = slot.map_or(Pte::NONE, |s| geom.read_pte(&self.phys, s));
         if pte.is_swap() {
@@ -718,7 +726,7 @@ impl Kernel {
                 } else {
                     HwFault::NotPresent { level: 0 }
                 };
-                self.handle_mm_fault(pid, a, access, hw)?;
+                self.handle_mm_fault(pid, a, access, hw, None)?;
             }
             a = a.add(1 << PAGE_SHIFT);
         }
