@@ -164,6 +164,11 @@ pub fn translate_missed<const NATIVE: bool>(
 /// counts the TLB miss and the walk (whatever the outcome, as `translate_missed` does).
 /// A fault comes with the physical address of the leaf entry when the walk reached the
 /// leaf table (for the fault handler, which would otherwise walk again to find it).
+///
+/// A miss in the 2 MiB region whose leaf table the last walk found (the TLB's
+/// paging-structure cache, same ASID, not flushed since) reads the leaf entry alone: the
+/// upper entries it skips were present with their Accessed bit set, and the kernel only
+/// changes a PMD that points to a table at exit (flush of the ASID) or after a flush.
 #[inline(always)]
 pub fn refill_x86_64_4level(
     phys: &mut PhysMem,
@@ -172,8 +177,27 @@ pub fn refill_x86_64_4level(
     va: VirtAddr,
     access: Access,
 ) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
-    let leaf = walk_x86_64_4level_at(phys, ctx.root, va)
-        .map_err(|(level, slot)| (HwFault::NotPresent { level }, slot.filter(|_| level == 0)))?;
+    let key = Tlb::pde_key(ctx.asid, va.0);
+    let leaf = if tlb.pde.0 == key {
+        let pa = PhysAddr(tlb.pde.1 | (((va.0 >> 12) & 511) << 3));
+        let e = phys.read_u64(pa);
+        if e & Pte::PRESENT == 0 {
+            return Err((HwFault::NotPresent { level: 0 }, Some(pa)));
+        }
+        crate::hw::walk::Leaf {
+            pte: Pte(e),
+            pte_pa: pa,
+            level: 0,
+        }
+    } else {
+        let leaf = walk_x86_64_4level_at(phys, ctx.root, va).map_err(|(level, slot)| {
+            (HwFault::NotPresent { level }, slot.filter(|_| level == 0))
+        })?;
+        if leaf.level == 0 {
+            tlb.pde = (key, leaf.pte_pa.0 & !0xfff);
+        }
+        leaf
+    };
     let pte = leaf.pte.0;
     let need = Pte::PRESENT
         | Pte::USER
