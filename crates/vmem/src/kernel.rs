@@ -1157,12 +1157,22 @@ impl Kernel {
 
     /// Writes the leaf PTE for `va` at `slot`, the entry's physical address (found by a
     /// walk of `pid`'s tables during this fault: tables are only freed at exit, so it is
-    /// still the entry for `va`); flushes the old translation.
+    /// still the entry for `va`); flushes the old translation if it was present.
     pub(crate) fn set_pte_at(&mut self, pid: Pid, va: VirtAddr, slot: PhysAddr, pte: Pte) {
         let geom = self.cfg.geometry;
+        let old = geom.read_pte(&self.phys, slot);
         geom.write_pte(&mut self.phys, slot, pte);
         let asid = self.live(pid).mm.asid;
-        self.tlb.flush_page(asid, va.vpn());
+        // A not-present entry is never in the TLB (the TLB caches successful translations
+        // only, and whatever made the entry not present flushed it): nothing to flush.
+        if old.present() {
+            self.tlb.flush_page(asid, va.vpn());
+        } else {
+            debug_assert!(
+                self.tlb.lookup(asid, va.vpn()).is_none(),
+                "{va}: stale TLB entry"
+            );
+        }
         self.events.emit(|| Event::PteInstall {
             pid,
             va,
