@@ -4,8 +4,9 @@
 //!
 //! `cargo run --release -p vmem --example bench_paths -- MODE [N] [REPS]`
 //!
-//! - `hit`:  N random u64 loads in a resident 1 MiB region (TLB hits).
-//! - `walk`: N random u64 loads in a resident 256 MiB region (TLB misses, page walks).
+//! - `hit`:  N random u64 loads in a resident 1 MiB region (TLB hits), REPS times.
+//! - `walk`: N random u64 loads in a resident 256 MiB region (TLB misses, page walks),
+//!   REPS times (with TIME set, later reps show the warm figure `vmem bench` reports).
 //! - `anon`: first store to each of N pages of a fresh anonymous mapping (zero-fill
 //!   faults), REPS times (mapped and unmapped around each rep, not counted).
 //! - `file`: one byte loaded per page of N pages of a MAP_SHARED mapping of a file that is
@@ -47,7 +48,7 @@ fn measured(f: &mut dyn FnMut()) {
     }
 }
 
-fn loads(bytes: u64, n: u64) {
+fn loads(bytes: u64, n: u64, reps: u64) {
     let mut k = boot(bytes + bytes / 8 + 8 * MIB);
     let p = k.spawn().expect("spawn");
     let va = k
@@ -63,11 +64,13 @@ fn loads(bytes: u64, n: u64) {
         .expect("mmap");
     let idx = indices(bytes / 8, n);
     let mut sum = 0u64;
-    measured(&mut || {
-        for &i in &idx {
-            sum = sum.wrapping_add(k.load_u64(p, va.add(i * 8)).expect("load"));
-        }
-    });
+    for _ in 0..reps {
+        measured(&mut || {
+            for &i in &idx {
+                sum = sum.wrapping_add(k.load_u64(p, va.add(i * 8)).expect("load"));
+            }
+        });
+    }
     black_box(sum);
 }
 
@@ -171,8 +174,8 @@ fn main() {
         .unwrap_or(1_000_000);
     let reps: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
     match mode.as_str() {
-        "hit" => loads(MIB, n),
-        "walk" => loads(256 * MIB, n),
+        "hit" => loads(MIB, n, reps),
+        "walk" => loads(256 * MIB, n, reps),
         "anon" => anon(n, reps),
         "file" => file(n, reps),
         "scan" => file_with(n, reps, true),

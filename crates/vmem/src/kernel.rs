@@ -64,12 +64,17 @@ pub struct Kernel {
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
     fast_path: bool,
+    /// The short path's TLB misses may take the walk of the default geometry
+    /// (`mmu::refill_x86_64_4level`): `fast_path` on a machine with 4-level x86-64 paging.
+    fast_walk: bool,
     /// The process whose TLB hits the short path counts in `hot` rather than in its own
     /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
     /// lookup. Folded into the process's counters when another process accesses memory
     /// and when it exits; added in whenever counters are read.
     hot_pid: u32,
     hot_asid: crate::hw::tlb::Asid,
+    /// The hot process's root table (an address space keeps its root for its lifetime).
+    hot_root: Pfn,
     hot: HotCounts,
 }
 
@@ -80,6 +85,8 @@ const NO_PID: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, Default)]
 struct HotCounts {
     tlb_hits: u64,
+    tlb_misses: u64,
+    page_walks: u64,
     mapped_loads: u64,
     mapped_stores: u64,
 }
@@ -87,6 +94,8 @@ struct HotCounts {
 impl HotCounts {
     fn add_to(self, c: &mut Counters) {
         c.tlb_hits += self.tlb_hits;
+        c.tlb_misses += self.tlb_misses;
+        c.page_walks += self.page_walks;
         c.mapped_loads += self.mapped_loads;
         c.mapped_stores += self.mapped_stores;
     }
@@ -187,12 +196,14 @@ impl Kernel {
             rng: 0x2545_f491_4f6c_dd1d,
             bus_log: Vec::new(),
             fast_path: false,
+            fast_walk: false,
             clock: 0,
             hot_pid: NO_PID,
             hot_asid: 0,
+            hot_root: Pfn(0),
             hot: HotCounts::default(),
         };
-        k.fast_path = k.fast_path_allowed();
+        k.set_fast_path();
         let nr = k.cfg.nr_hugepages;
         k.set_nr_hugepages(nr);
         Ok(k)
@@ -206,8 +217,14 @@ impl Kernel {
     /// Sets the event observer (or clears it with `None`); returns the previous one.
     pub fn set_observer(&mut self, o: Option<Box<dyn Observer>>) -> Option<Box<dyn Observer>> {
         let old = self.events.set_observer(o);
-        self.fast_path = self.fast_path_allowed();
+        self.set_fast_path();
         old
+    }
+
+    fn set_fast_path(&mut self) {
+        self.fast_path = self.fast_path_allowed();
+        self.fast_walk =
+            self.fast_path && self.cfg.geometry == crate::config::PagingGeometry::X86_64_4LEVEL;
     }
 
     /// Whether TLB hits may skip the full translation path: paging, no observer, and no
@@ -391,6 +408,7 @@ impl Kernel {
         if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
             self.hot_pid = pid.0;
             self.hot_asid = p.mm.asid;
+            self.hot_root = p.mm.root;
         }
     }
 
@@ -492,12 +510,12 @@ impl Kernel {
         if self.cfg.geometry.format == crate::hw::pte_format::PteFormat::X86_64 {
             match self.mmu_translate::<true>(pid, va, access)? {
                 Ok(pa) => Ok(self.stamp_access(pa)),
-                Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw),
+                Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw, None),
             }
         } else {
             match self.mmu_translate::<false>(pid, va, access)? {
                 Ok(pa) => Ok(self.stamp_access(pa)),
-                Err(hw) => self.fault_and_retry::<false>(pid, va, access, hw),
+                Err(hw) => self.fault_and_retry::<false>(pid, va, access, hw, None),
             }
         }
     }
@@ -553,6 +571,7 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
         mut hw: mmu::HwFault,
+        mut slot: Option<PhysAddr>,
     ) -> Result<PhysAddr, Signal> {
         // Without an NX bit the CPU cannot tell a fetch from a load, and Linux sees a read
         // fault (non-PAE i386: PROT_READ implies executable).
@@ -576,12 +595,32 @@ impl Kernel {
                     },
                 ));
             }
-            self.handle_mm_fault(pid, va, fault_access, hw)?;
-            match self.mmu_translate::<NATIVE>(pid, va, access)? {
+            self.handle_mm_fault(pid, va, fault_access, hw, slot.take())?;
+            match self.retry_translate::<NATIVE>(pid, va, access)? {
                 Ok(pa) => return Ok(self.stamp_access(pa)),
                 Err(h) => hw = h,
             }
         }
+    }
+
+    /// The translation after a fault was handled: [`Kernel::mmu_translate`], or for the
+    /// hot process on the default geometry with nobody observing, its TLB lookup and the
+    /// refill of the short path (`refill_hot`), which count the same.
+    #[inline(always)]
+    fn retry_translate<const NATIVE: bool>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<Result<PhysAddr, mmu::HwFault>, Signal> {
+        if NATIVE
+            && self.fast_walk
+            && pid.0 == self.hot_pid
+            && self.tlb.lookup(self.hot_asid, va.vpn()).is_none()
+        {
+            return Ok(self.refill_hot(va, access).map_err(|(hw, _)| hw));
+        }
+        self.mmu_translate::<NATIVE>(pid, va, access)
     }
 
     /// The translation of the fast path (see `fast_path_allowed`) after its TLB lookup
@@ -627,7 +666,7 @@ impl Kernel {
                 }
                 self.stamp_access(pa)
             }
-            Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw)?,
+            Err(hw) => self.fault_and_retry::<true>(pid, va, access, hw, None)?,
         };
         Ok(Err(pa))
     }
@@ -662,25 +701,60 @@ impl Kernel {
         }
     }
 
+    /// The short path's TLB miss of a load by the hot process `pid` (`load_fast`).
     #[inline(never)]
     fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
+        if self.fast_walk {
+            let pa = match self.refill_hot(va, Access::Read) {
+                Ok(pa) => {
+                    if let Some(b) = self.phys.ram_array::<N>(pa) {
+                        self.hot.mapped_loads += N as u64;
+                        return Ok(b);
+                    }
+                    pa
+                }
+                Err((hw, slot)) => self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?,
+            };
+            return Ok(self.load_after_fault(pid, pa));
+        }
         let r = self.translate_fast_missed(pid, va, Access::Read, |phys, pa, stats| {
             let b = phys.ram_array::<N>(pa)?;
             stats.mapped_loads += N as u64;
             Some(b)
         })?;
         // After a fault, or not RAM.
-        let pa = match r {
-            Ok(b) => return Ok(b),
-            Err(pa) => pa,
-        };
+        match r {
+            Ok(b) => Ok(b),
+            Err(pa) => Ok(self.load_after_fault(pid, pa)),
+        }
+    }
+
+    /// The end of a load whose translation faulted, or that is not to RAM.
+    fn load_after_fault<const N: usize>(&mut self, pid: Pid, pa: PhysAddr) -> [u8; N] {
         let mut b = [0u8; N];
         match self.phys.ram_array::<N>(pa) {
             Some(r) => b = r,
             None => self.phys.cpu_read(pa, &mut b),
         }
         self.live(pid).stats.mapped_loads += N as u64;
-        Ok(b)
+        b
+    }
+
+    /// The TLB refill of the hot process for `va` on the default geometry (`fast_walk`),
+    /// after its lookup missed: counts the miss and the walk as `translate_missed` does.
+    #[inline(always)]
+    fn refill_hot(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, (mmu::HwFault, Option<PhysAddr>)> {
+        self.hot.tlb_misses += 1;
+        self.hot.page_walks += 1;
+        let ctx = Context {
+            asid: self.hot_asid,
+            root: self.hot_root,
+        };
+        mmu::refill_x86_64_4level(&mut self.phys, &mut self.tlb, ctx, va, access)
     }
 
     /// The fast path of an `N`-byte store within one page: `None` to take the full path
@@ -722,6 +796,22 @@ impl Kernel {
         va: VirtAddr,
         b: [u8; N],
     ) -> Result<(), Signal> {
+        if self.fast_walk {
+            let pa = match self.refill_hot(va, Access::Write) {
+                Ok(pa) => {
+                    if self.phys.ram_write_array(pa, b) {
+                        self.hot.mapped_stores += N as u64;
+                        return Ok(());
+                    }
+                    pa
+                }
+                Err((hw, slot)) => {
+                    self.fault_and_retry::<true>(pid, va, Access::Write, hw, slot)?
+                }
+            };
+            self.store_after_fault(pid, pa, b);
+            return Ok(());
+        }
         let r = self.translate_fast_missed(pid, va, Access::Write, |phys, pa, stats| {
             phys.ram_write_array(pa, b).then(|| {
                 stats.mapped_stores += N as u64;
@@ -729,12 +819,17 @@ impl Kernel {
         })?;
         // After a fault, or not RAM.
         if let Err(pa) = r {
-            if !self.phys.ram_write_array(pa, b) {
-                self.phys.cpu_write(pa, &b);
-            }
-            self.live(pid).stats.mapped_stores += N as u64;
+            self.store_after_fault(pid, pa, b);
         }
         Ok(())
+    }
+
+    /// The end of a store whose translation faulted, or that is not to RAM.
+    fn store_after_fault<const N: usize>(&mut self, pid: Pid, pa: PhysAddr, b: [u8; N]) {
+        if !self.phys.ram_write_array(pa, b) {
+            self.phys.cpu_write(pa, &b);
+        }
+        self.live(pid).stats.mapped_stores += N as u64;
     }
 
     pub(crate) fn deliver(&mut self, pid: Pid, signal: Signal) -> Signal {
@@ -1073,12 +1168,22 @@ impl Kernel {
 
     /// Writes the leaf PTE for `va` at `slot`, the entry's physical address (found by a
     /// walk of `pid`'s tables during this fault: tables are only freed at exit, so it is
-    /// still the entry for `va`); flushes the old translation.
+    /// still the entry for `va`); flushes the old translation if it was present.
     pub(crate) fn set_pte_at(&mut self, pid: Pid, va: VirtAddr, slot: PhysAddr, pte: Pte) {
         let geom = self.cfg.geometry;
+        let old = geom.read_pte(&self.phys, slot);
         geom.write_pte(&mut self.phys, slot, pte);
         let asid = self.live(pid).mm.asid;
-        self.tlb.flush_page(asid, va.vpn());
+        // A not-present entry is never in the TLB (the TLB caches successful translations
+        // only, and whatever made the entry not present flushed it): nothing to flush.
+        if old.present() {
+            self.tlb.flush_page(asid, va.vpn());
+        } else {
+            debug_assert!(
+                self.tlb.lookup(asid, va.vpn()).is_none(),
+                "{va}: stale TLB entry"
+            );
+        }
         self.events.emit(|| Event::PteInstall {
             pid,
             va,

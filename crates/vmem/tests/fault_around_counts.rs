@@ -208,3 +208,37 @@ fn madv_random_turns_read_around_off_so_every_page_is_a_major_fault() {
         "one read-around covers all 20 pages"
     );
 }
+
+#[test]
+fn fault_around_maps_the_same_pages_in_every_paging_geometry() {
+    use vmem::config::PagingGeometry;
+    let pages = 40u64;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = make_file(dir.path(), pages * PAGE);
+    for (name, geometry) in PagingGeometry::NAMED {
+        if !geometry.fits_this_kernel() {
+            continue; // another page size: another build
+        }
+        let mut k = Kernel::new(vmem::MachineConfig {
+            geometry,
+            ..vmem::MachineConfig::default()
+        });
+        let loader = k.spawn().unwrap();
+        let lfd = k.open(loader, &path, O_RDONLY, 0).unwrap();
+        assert_eq!(k.read(loader, lfd, data.len()).unwrap(), data);
+        let p = k.spawn().unwrap();
+        let va = map_at_base(&mut k, p, &path, pages * PAGE);
+        scan(&mut k, p, va, &data);
+        let s = k.process_stats(p).unwrap();
+        let windows = pages.div_ceil(FAULT_AROUND);
+        assert_eq!(s.minor_faults, windows, "{name}");
+        assert_eq!(s.fault_around_pages, pages - windows, "{name}");
+        // Every page is mapped read-only to its cache frame, and the frame counts the
+        // mapping (page cache + this process).
+        for i in 0..pages {
+            let pte = k.pte_of(p, va.add(i * PAGE));
+            assert!(pte.present() && !pte.writable(), "{name} page {i}: {pte}");
+            assert_eq!(k.frame_refcount(pte.pfn()), 2, "{name} page {i}");
+        }
+    }
+}

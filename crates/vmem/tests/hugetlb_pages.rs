@@ -564,3 +564,48 @@ fn explain_mode_sees_the_pmd_install() {
     )));
     assert!(ev.iter().any(|e| e.to_string().contains("MAP_HUGETLB")));
 }
+
+#[test]
+fn a_huge_page_where_small_pages_were_walked_translates_to_the_huge_page() {
+    let (mut k, p) = machine(2);
+    // 4 KiB pages touched at a huge-page boundary: the leaf table exists, and a fault
+    // there walks (and the walker may remember) that table.
+    let at = VirtAddr(0x4000_0000);
+    k.mmap(p, at, H, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+        .unwrap();
+    for i in 0..8 {
+        k.store_u8(p, at.add(i * PAGE), 0x11).unwrap();
+    }
+    k.munmap(p, at, H).unwrap();
+    // A fault in the empty table, then the huge page takes the table's place.
+    assert!(k.load_u8(p, at.add(9 * PAGE)).is_err());
+    k.mmap(p, at, H, RW, ANON_HUGE | MAP_PRIVATE | MAP_FIXED, -1, 0)
+        .unwrap();
+    k.store_u8(p, at.add(3 * PAGE + 5), 7).unwrap();
+    assert!(k.pmd_of(p, at).huge());
+    // The freed table's frame is reused and filled with other data.
+    let other = k
+        .mmap(
+            p,
+            VirtAddr(0),
+            4 << 20,
+            RW,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
+    for i in 0..(4 << 20) / PAGE {
+        k.store_u64(p, other.add(i * PAGE), u64::MAX).unwrap();
+    }
+    // Every page of the huge page reads the huge page.
+    for i in 0..H / PAGE {
+        let want = if i == 3 { 7 } else { 0 };
+        assert_eq!(
+            k.load_u8(p, at.add(i * PAGE + 5)).unwrap(),
+            want,
+            "page {i}"
+        );
+    }
+    k.check_invariants().unwrap();
+}

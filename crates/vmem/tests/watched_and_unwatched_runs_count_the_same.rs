@@ -87,3 +87,66 @@ fn counters_values_and_signals_match_with_and_without_an_observer() {
     );
     assert!(s.signals > 0, "{s:?}");
 }
+
+/// Random loads and stores over huge and small pages of two processes; returns the
+/// values, counters, and every page-table entry's bits (Accessed and Dirty included).
+fn table_bits_workload(k: &mut Kernel) -> Vec<String> {
+    let mut seen = Vec::new();
+    let a = k.spawn().unwrap();
+    let len = 8 << 20;
+    let va = k
+        .mmap(
+            a,
+            VirtAddr(0),
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
+    // Half of it in huge pages (those 2 MiB-aligned), the rest in 4 KiB pages.
+    k.madvise(a, va, len / 2, MADV_HUGEPAGE).unwrap();
+    let b = k.fork(a).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let p = if (x >> 50) % 4 == 0 { b } else { a };
+        let at = va.add((x % (len / 8)) * 8);
+        let r = if (x >> 40) % 3 == 0 {
+            k.store_u64(p, at, i).map(|_| 0)
+        } else {
+            k.load_u64(p, at)
+        };
+        seen.push(format!("{r:?}"));
+    }
+    for p in [a, b] {
+        seen.push(format!("{:?}", k.process_stats(p)));
+        for pg in 0..len / PAGE_SIZE {
+            let at = va.add(pg * PAGE_SIZE);
+            seen.push(format!("{:?} {:?}", k.pte_of(p, at), k.pmd_of(p, at)));
+        }
+    }
+    seen
+}
+
+#[test]
+fn page_table_bits_match_with_and_without_an_observer() {
+    let cfg = || MachineConfig::with_ram(64 << 20);
+    let mut unwatched = Kernel::new(cfg());
+    let mut watched = Kernel::new(cfg());
+    watched.set_observer(Some(Box::new(Recorder::default())));
+    let u = table_bits_workload(&mut unwatched);
+    let w = table_bits_workload(&mut watched);
+    assert_eq!(u.len(), w.len());
+    for (i, (u, w)) in u.iter().zip(&w).enumerate() {
+        assert_eq!(u, w, "record {i}");
+    }
+    let s = unwatched.stats();
+    assert!(s.tlb_misses > 1000 && s.cow_faults > 0, "{s:?}");
+    // Some of the area is mapped by huge PMDs.
+    let huge = u.iter().filter(|l| l.contains("2 MiB page")).count();
+    assert!(huge > 0, "no huge PMD in the tables");
+}

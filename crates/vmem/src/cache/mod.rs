@@ -94,9 +94,9 @@ impl Kernel {
         let mut pg = start;
         let mut total = 0;
         while pg < end {
-            if self.inode(id).has_entry(pg) {
-                pg += 1;
-                continue;
+            pg = self.inode(id).next_miss(pg, end - pg);
+            if pg == end {
+                break;
             }
             let run_start = pg;
             while pg < end && !self.inode(id).has_entry(pg) {

@@ -198,10 +198,7 @@ impl Kernel {
 
     /// The nearest uncached page at or above `index`, scanning at most `max` pages.
     fn page_cache_next_miss(&self, id: InodeId, index: u64, max: u64) -> u64 {
-        let ino = self.inode(id);
-        (index..index + max)
-            .find(|i| !ino.has_entry(*i))
-            .unwrap_or(index + max)
+        self.inode(id).next_miss(index, max)
     }
 }
 

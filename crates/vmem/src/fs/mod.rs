@@ -84,6 +84,29 @@ impl Inode {
     pub fn has_entry(&self, pg: u64) -> bool {
         self.pages.contains_key(&pg) || self.stale.contains(&pg)
     }
+
+    /// The first page in `[from, from + max)` with no entry (up to date or not), or
+    /// `from + max` when every one has one. With no stale entries, one scan of the index.
+    pub fn next_miss(&self, from: u64, max: u64) -> u64 {
+        let end = from + max;
+        let mut next = from;
+        if !self.stale.is_empty() {
+            while next < end && self.has_entry(next) {
+                next += 1;
+            }
+            return next;
+        }
+        if max > 0 {
+            self.pages.for_each_in(from, end - 1, |pg, _| {
+                if pg != next {
+                    return false;
+                }
+                next += 1;
+                true
+            });
+        }
+        next
+    }
 }
 
 impl std::fmt::Debug for Inode {

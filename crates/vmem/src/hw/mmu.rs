@@ -16,7 +16,7 @@ use crate::hw::phys::PhysMem;
 use crate::hw::pte::Pte;
 use crate::hw::pte_format::PteFormat;
 use crate::hw::tlb::{Asid, Tlb, TlbEntry};
-use crate::hw::walk::{walk_decoded, walk_native};
+use crate::hw::walk::{walk_decoded, walk_native, walk_x86_64_4level_at};
 use crate::stats::Counters;
 
 /// The kind of memory access.
@@ -157,6 +157,81 @@ pub fn translate_missed<const NATIVE: bool>(
     walk_and_fill::<NATIVE>(phys, tlb, geom, ctx, va, access, events, counters, true)
 }
 
+/// The TLB refill of the default machine ([`PagingGeometry::X86_64_4LEVEL`]) after a
+/// lookup of `va` in `asid` found no entry, with nobody observing: the walk
+/// ([`walk_x86_64_4level`]), the permission check, the Accessed/Dirty update and the TLB
+/// fill, as [`translate_missed`] does them for that geometry. Counts nothing: the caller
+/// counts the TLB miss and the walk (whatever the outcome, as `translate_missed` does).
+/// A fault comes with the physical address of the leaf entry when the walk reached the
+/// leaf table (for the fault handler, which would otherwise walk again to find it).
+///
+/// A miss in the 2 MiB region whose leaf table the last walk found (the TLB's
+/// paging-structure cache, same ASID, not flushed since) reads the leaf entry alone: the
+/// upper entries it skips were present with their Accessed bit set, and the kernel only
+/// changes a PMD that points to a table at exit (flush of the ASID) or after a flush.
+#[inline(always)]
+pub fn refill_x86_64_4level(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
+    let key = Tlb::pde_key(ctx.asid, va.0);
+    let leaf = if tlb.pde.0 == key {
+        let pa = PhysAddr(tlb.pde.1 | (((va.0 >> 12) & 511) << 3));
+        let e = phys.read_u64(pa);
+        if e & Pte::PRESENT == 0 {
+            return Err((HwFault::NotPresent { level: 0 }, Some(pa)));
+        }
+        crate::hw::walk::Leaf {
+            pte: Pte(e),
+            pte_pa: pa,
+            level: 0,
+        }
+    } else {
+        let leaf = walk_x86_64_4level_at(phys, ctx.root, va).map_err(|(level, slot)| {
+            (HwFault::NotPresent { level }, slot.filter(|_| level == 0))
+        })?;
+        if leaf.level == 0 {
+            tlb.pde = (key, leaf.pte_pa.0 & !0xfff);
+        }
+        leaf
+    };
+    let pte = leaf.pte.0;
+    let need = Pte::PRESENT
+        | Pte::USER
+        | if access == Access::Write {
+            Pte::WRITABLE
+        } else {
+            0
+        };
+    if pte & need != need || (access == Access::Exec && pte & Pte::NX != 0) {
+        let slot = (leaf.level == 0).then_some(leaf.pte_pa);
+        return Err((HwFault::Protection, slot));
+    }
+    let updated = pte
+        | Pte::ACCESSED
+        | if access == Access::Write {
+            Pte::DIRTY
+        } else {
+            0
+        };
+    if updated != pte {
+        phys.write_u64(leaf.pte_pa, updated);
+    }
+    // Writable (bit 1) -> 1, Dirty (bit 6) -> 2, NX (bit 63) -> 4.
+    let flags =
+        ((updated >> 1) & 1) as u8 | ((updated >> 5) & 2) as u8 | ((updated >> 61) & 4) as u8;
+    let mut pfn = leaf.pte.pfn();
+    if leaf.level != 0 {
+        // A huge page: the 4 KiB page of it that `va` is in.
+        pfn = crate::addr::Pfn(pfn.0 + (va.vpn().0 & 511));
+    }
+    tlb.insert_missing(ctx.asid, va.vpn(), pfn, flags);
+    Ok(pfn.addr().add(va.page_offset()))
+}
+
 /// The page walk for `va`, the permission check of the leaf, the Accessed/Dirty update
 /// and the TLB fill; `missed`: the TLB holds no entry for `va`.
 #[inline]
@@ -173,6 +248,9 @@ fn walk_and_fill<const NATIVE: bool>(
     missed: bool,
 ) -> Result<PhysAddr, HwFault> {
     counters.page_walks += 1;
+    if NATIVE && missed && !events.enabled() && *geom == PagingGeometry::X86_64_4LEVEL {
+        return refill_x86_64_4level(phys, tlb, ctx, va, access).map_err(|(hw, _)| hw);
+    }
     let leaf = if NATIVE {
         walk_native(phys, geom, ctx.root, va, events)
     } else {
@@ -215,4 +293,56 @@ fn walk_and_fill<const NATIVE: bool>(
         tlb.insert(ctx.asid, va.vpn(), pfn, flags);
     }
     Ok(pfn.addr().add(va.page_offset()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Pfn;
+    use crate::events::Recorder;
+    use crate::hw::walk::tests::tables;
+
+    #[test]
+    fn the_default_geometry_refill_matches_the_general_translation() {
+        let geom = PagingGeometry::X86_64_4LEVEL;
+        let (mut general, root, vas) = tables();
+        let (mut special, _, _) = tables();
+        let (mut tlb_g, mut tlb_s) = (Tlb::new(64, 4), Tlb::new(64, 4));
+        let mut observed = Events::default();
+        observed.set_observer(Some(Box::new(Recorder::default())));
+        let mut counters = Counters::default();
+        let ctx = Context { asid: 3, root };
+        for (i, va) in vas.into_iter().enumerate() {
+            for access in [Access::Exec, Access::Read, Access::Write] {
+                // A page is looked up (and missed) before each refill.
+                let g = (tlb_g.lookup(3, va.vpn()).is_none()).then(|| {
+                    translate_missed::<true>(
+                        &mut general,
+                        &mut tlb_g,
+                        &geom,
+                        ctx,
+                        va,
+                        access,
+                        &mut observed,
+                        &mut counters,
+                    )
+                });
+                let s = (tlb_s.lookup(3, va.vpn()).is_none()).then(|| {
+                    refill_x86_64_4level(&mut special, &mut tlb_s, ctx, va, access)
+                        .map_err(|(hw, _)| hw)
+                });
+                assert_eq!(g, s, "{va} {access:?}");
+                let entry = |t: &Tlb| t.lookup(3, va.vpn()).map(|e| (e.pfn(), e.flags()));
+                assert_eq!(entry(&tlb_g), entry(&tlb_s), "{va} {access:?}");
+                for f in 1..general.total_frames() {
+                    assert_eq!(general.frame_bytes(Pfn(f)), special.frame_bytes(Pfn(f)));
+                }
+                if i % 3 == 0 {
+                    tlb_g.flush_page(3, va.vpn());
+                    tlb_s.flush_page(3, va.vpn());
+                }
+            }
+        }
+        assert!(counters.page_walks > 100, "{counters:?}");
+    }
 }

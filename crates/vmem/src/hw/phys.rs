@@ -1,6 +1,8 @@
 //! Physical memory: the frame arena and its per-frame metadata.
 //!
-//! Owns the machine's RAM as one contiguous `Vec<u8>`, the frame allocator (a free-list
+//! Owns the machine's RAM as one contiguous byte arena (an anonymous host mapping: zero
+//! and unbacked until touched, like `calloc`, and on Linux backed by transparent huge
+//! pages when the whole arena is prefaulted), the frame allocator (a free-list
 //! stack of frame numbers) and [`FrameMeta`], a few words per frame (reference count,
 //! flags, owner, index), like Linux's `struct page`. Frame 0 is reserved, as on a PC, so
 //! that a zero physical address never names a usable frame.
@@ -82,7 +84,7 @@ pub const MMIO_SLOT: u64 = 1 << 16;
 /// device register windows from [`PhysMem::mmio_base`] ([`MMIO_BASE`] unless set).
 #[derive(Debug)]
 pub struct PhysMem {
-    bytes: Vec<u8>,
+    bytes: memmap2::MmapMut,
     frames: Vec<FrameMeta>,
     free: Vec<u32>,
     devices: Vec<Box<dyn crate::hw::device::Device>>,
@@ -97,20 +99,27 @@ impl PhysMem {
 
     /// `ram_bytes` of RAM; with `prefault`, every byte is written once now, so that the
     /// host backs the whole arena before the first emulated access (what a real machine's
-    /// RAM is) and no host page fault lands inside a measured emulated fault.
+    /// RAM is) and no host page fault lands inside a measured emulated fault. A
+    /// prefaulted arena asks the host for huge pages (`MADV_HUGEPAGE`, as hypervisors
+    /// back guest RAM): the emulated walk's reads and the data access then rarely miss
+    /// the host's TLB. A lazily backed arena does not, so that a large machine that
+    /// touches little RAM costs little host memory.
+    ///
+    /// Panics if the host cannot reserve `ram_bytes` of address space.
     pub fn with_prefault(ram_bytes: u64, prefault: bool) -> PhysMem {
         let nframes = (ram_bytes >> PAGE_SHIFT).max(16);
         let len = (nframes << PAGE_SHIFT) as usize;
-        // `vec![0; len]` would come from calloc and stay unbacked: writing the zeros is the
-        // point here.
-        #[allow(clippy::slow_vector_initialization)]
-        let bytes = if prefault {
-            let mut b = Vec::with_capacity(len);
-            b.resize(len, 0u8);
-            b
-        } else {
-            vec![0u8; len]
+        let mut bytes = match memmap2::MmapMut::map_anon(len) {
+            Ok(m) => m,
+            Err(e) => panic!("vmem: cannot reserve {len} bytes of RAM: {e}"),
         };
+        if prefault {
+            // Advice only: without huge pages the arena works the same, slower.
+            #[cfg(target_os = "linux")]
+            let _ = bytes.advise(memmap2::Advice::HugePage);
+            // The zeros are already there: writing them is what backs the arena.
+            bytes.fill(0);
+        }
         let mut frames = vec![FrameMeta::default(); nframes as usize];
         frames[0].flags = FrameFlags(FrameFlags::RESERVED | FrameFlags::ALLOCATED);
         // Hand out low frames first: push in reverse so pop() yields 1, 2, 3, ...
@@ -439,6 +448,19 @@ impl PhysMem {
     pub fn frame_bytes_mut(&mut self, pfn: Pfn) -> &mut [u8] {
         let start = (pfn.0 << PAGE_SHIFT) as usize;
         &mut self.bytes[start..start + PAGE_SIZE as usize]
+    }
+
+    /// The `len` bytes of RAM at `pa` and every frame's metadata, both mutable (for code
+    /// that rewrites a run of page-table entries and the frames they map in one pass).
+    /// Panics if the bytes do not lie in RAM.
+    #[inline]
+    pub fn bytes_and_meta_mut(
+        &mut self,
+        pa: PhysAddr,
+        len: usize,
+    ) -> (&mut [u8], &mut [FrameMeta]) {
+        let start = pa.0 as usize;
+        (&mut self.bytes[start..start + len], &mut self.frames)
     }
 
     /// Copies `from` into `to` (both whole frames).

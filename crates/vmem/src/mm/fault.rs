@@ -49,12 +49,15 @@ fn page_error(va: VirtAddr, e: PageError) -> Signal {
 
 impl Kernel {
     /// Resolves a fault the MMU reported for `access` at `va`, or returns the signal.
+    /// `slot`: the physical address of `va`'s leaf entry if the MMU's walk just found it
+    /// (saves walking again to find it).
     pub(crate) fn handle_mm_fault(
         &mut self,
         pid: Pid,
         va: VirtAddr,
         access: Access,
         hw: HwFault,
+        slot: Option<PhysAddr>,
     ) -> Result<(), Signal> {
         self.events.emit(|| Event::FaultBegin {
             pid,
@@ -62,7 +65,7 @@ impl Kernel {
             access,
             present: hw == HwFault::Protection,
         });
-        match self.do_fault(pid, va, access) {
+        match self.do_fault(pid, va, access, slot) {
             Ok((kind, major)) => {
                 if let Ok(p) = self.proc_mut(pid) {
                     if major {
@@ -121,6 +124,7 @@ impl Kernel {
         pid: Pid,
         va: VirtAddr,
         access: Access,
+        mut slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let vma = self
             .proc_ref(pid)
@@ -146,13 +150,17 @@ impl Kernel {
             return self.hugetlb_fault(pid, va, access, &vma);
         }
         if self.huge_pmds != 0 || self.thp_wanted(&vma) {
+            // The huge step may change the tables above the leaf.
+            slot = None;
             if let Some(r) = self.do_huge_pmd_fault(pid, va, access, &vma)? {
                 return Ok(r);
             }
         }
         let page = va.page_down();
-        // One walk finds the entry; a fault that maps a page writes it there.
-        let slot = self.pte_slot_of(pid, page);
+        // One walk finds the entry (the MMU's, when it reached the leaf table); a fault
+        // that maps a page writes it there.
+        debug_assert!(slot.is_none() || slot == self.pte_slot_of(pid, page));
+        let slot = slot.or_else(|| self.pte_slot_of(pid, page));
         let geom = self.cfg.geometry;
         let pte = slot.map_or(Pte::NONE, |s| geom.read_pte(&self.phys, s));
         if pte.is_swap() {
@@ -419,6 +427,97 @@ impl Kernel {
         let pages = &self.inodes[id.0 as usize].pages;
         let phys = &mut self.phys;
         let events = &mut self.events;
+        if geom.format == crate::hw::pte_format::PteFormat::X86_64 {
+            // The window's entries as they lie in the table (8-byte x86-64 entries, the
+            // kernel's own layout) and the frames' metadata: one bounds check for the
+            // window, none per entry.
+            let (slots, frames) =
+                phys.bytes_and_meta_mut(base_slot, ((last_pg - first_pg + 1) * 8) as usize);
+            pages.for_each_in(first_pg, last_pg, |pg, pfn| {
+                if pg >= size_pages {
+                    return false;
+                }
+                let m = &mut frames[pfn.index()];
+                if pg == fault_pg || m.flags.has(FrameFlags::READAHEAD) {
+                    return true;
+                }
+                let i = (pg - first_pg) as usize * 8;
+                let Some(entry) = slots.get_mut(i..i + 8) else {
+                    return false;
+                };
+                // A not-present entry is never in the TLB, so writing it needs no flush.
+                if entry != [0u8; 8] {
+                    return true;
+                }
+                // get_page.
+                if !m.flags.has(FrameFlags::ZERO) {
+                    m.refcount += 1;
+                }
+                let pte = Pte::new(pfn, flags);
+                entry.copy_from_slice(&pte.0.to_le_bytes());
+                let a = start.add((pg - first_pg) << PAGE_SHIFT);
+                events.emit(|| Event::PteInstall {
+                    pid,
+                    va: a,
+                    pte,
+                    raw: geom.raw_pte(pte),
+                });
+                first.get_or_insert(a);
+                mapped += 1;
+                true
+            });
+        } else {
+            Self::fault_around_decoded(
+                phys,
+                events,
+                pages,
+                &geom,
+                pid,
+                start,
+                base_slot,
+                size_pages,
+                first_pg,
+                last_pg,
+                fault_pg,
+                flags,
+                &mut first,
+                &mut mapped,
+            );
+        }
+        if mapped == 0 {
+            return;
+        }
+        self.live_mm_rss(pid, mapped as i64, 0);
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.fault_around_pages += mapped;
+        }
+        let start = first.unwrap_or(start);
+        self.events.emit(|| Event::FaultAround {
+            pid,
+            start,
+            pages: mapped,
+        });
+    }
+
+    /// The mapping loop of [`Kernel::do_fault_around`] for entry formats other than
+    /// x86-64's (read and written through the geometry).
+    #[allow(clippy::too_many_arguments)]
+    fn fault_around_decoded(
+        phys: &mut crate::hw::phys::PhysMem,
+        events: &mut crate::events::Events,
+        pages: &crate::cache::index::PageIndex,
+        geom: &crate::config::PagingGeometry,
+        pid: Pid,
+        start: VirtAddr,
+        base_slot: PhysAddr,
+        size_pages: u64,
+        first_pg: u64,
+        last_pg: u64,
+        fault_pg: u64,
+        flags: u64,
+        first: &mut Option<VirtAddr>,
+        mapped: &mut u64,
+    ) {
         pages.for_each_in(first_pg, last_pg, |pg, pfn| {
             if pg >= size_pages {
                 return false;
@@ -446,21 +545,8 @@ impl Kernel {
                 raw: geom.raw_pte(pte),
             });
             first.get_or_insert(a);
-            mapped += 1;
+            *mapped += 1;
             true
-        });
-        if mapped == 0 {
-            return;
-        }
-        self.live_mm_rss(pid, mapped as i64, 0);
-        if let Ok(p) = self.proc_mut(pid) {
-            p.stats.fault_around_pages += mapped;
-        }
-        let start = first.unwrap_or(start);
-        self.events.emit(|| Event::FaultAround {
-            pid,
-            start,
-            pages: mapped,
         });
     }
 
@@ -648,7 +734,7 @@ impl Kernel {
                 } else {
                     HwFault::NotPresent { level: 0 }
                 };
-                self.handle_mm_fault(pid, a, access, hw)?;
+                self.handle_mm_fault(pid, a, access, hw, None)?;
             }
             a = a.add(1 << PAGE_SHIFT);
         }
