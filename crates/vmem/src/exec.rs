@@ -272,7 +272,9 @@ impl Kernel {
                 let start = (l.vaddr + bias) & !PAGE_MASK;
                 let page_off = l.vaddr & PAGE_MASK;
                 if l.offset & PAGE_MASK != page_off {
-                    return Err(Errno::ENOEXEC);
+                    // elf_map's mmap gets an offset that is not page aligned (a binary
+                    // linked for smaller pages than the kernel's): vm_mmap's EINVAL.
+                    return Err(Errno::EINVAL);
                 }
                 let file_end = page_align_up(l.vaddr + bias + l.filesz).ok_or(Errno::ENOEXEC)?;
                 let mem_end = page_align_up(l.vaddr + bias + l.memsz).ok_or(Errno::ENOEXEC)?;

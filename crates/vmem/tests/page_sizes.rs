@@ -401,3 +401,24 @@ fn map_hugetlb_pages_are_one_pmd_entrys_span_from_the_pool() {
         assert_eq!((info.free, info.rsvd), (1, 0));
     }
 }
+
+#[test]
+fn exec_of_a_binary_linked_for_smaller_pages_is_refused() {
+    // The system's binaries are linked for 4 KiB pages (segment offsets and addresses agree
+    // modulo 4 KiB): a kernel with larger pages cannot map them (Linux: elf_map's mmap
+    // gets an unaligned offset, EINVAL).
+    let Some(bin) = ["/bin/true", "/usr/bin/true"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        return;
+    };
+    let mut k = Kernel::default();
+    let p = k.spawn().unwrap();
+    let r = k.exec(p, bin);
+    if PAGE == 4096 {
+        assert!(r.is_ok(), "{:?}", r.err());
+    } else {
+        assert_eq!(r.err(), Some(Errno::EINVAL));
+    }
+}
