@@ -701,22 +701,56 @@ impl Kernel {
         }
     }
 
-    /// The short path's TLB miss of a load by the hot process `pid` (`load_fast`).
+    /// The short path's TLB miss of a load by the hot process `pid` (`load_fast`). The
+    /// refill that succeeds to RAM is all this function does itself; a fault, a device and
+    /// the general translation are calls, so that the common case saves few registers.
     #[inline(never)]
     fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
-        if self.fast_walk {
-            let pa = match self.refill_hot(va, Access::Read) {
-                Ok(pa) => {
-                    if let Some(b) = self.phys.ram_array::<N>(pa) {
-                        self.hot.mapped_loads += N as u64;
-                        return Ok(b);
-                    }
-                    pa
-                }
-                Err((hw, slot)) => self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?,
-            };
-            return Ok(self.load_after_fault(pid, pa));
+        if !self.fast_walk {
+            return self.load_missed_general(pid, va);
         }
+        match self.refill_hot(va, Access::Read) {
+            Ok(pa) => match self.phys.ram_array::<N>(pa) {
+                Some(b) => {
+                    self.hot.mapped_loads += N as u64;
+                    Ok(b)
+                }
+                None => self.load_after_refill(pid, pa),
+            },
+            Err((hw, slot)) => self.load_fault(pid, va, hw, slot),
+        }
+    }
+
+    /// [`Kernel::load_missed`] after its refill faulted: the fault handling and the load.
+    #[inline(never)]
+    fn load_fault<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        hw: mmu::HwFault,
+        slot: Option<PhysAddr>,
+    ) -> Result<[u8; N], Signal> {
+        let pa = self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?;
+        Ok(self.load_after_fault(pid, pa))
+    }
+
+    /// [`Kernel::load_missed`] after a refill to something other than RAM.
+    #[inline(never)]
+    fn load_after_refill<const N: usize>(
+        &mut self,
+        pid: Pid,
+        pa: PhysAddr,
+    ) -> Result<[u8; N], Signal> {
+        Ok(self.load_after_fault(pid, pa))
+    }
+
+    /// [`Kernel::load_missed`] without the default geometry's refill (`fast_walk` off).
+    #[inline(never)]
+    fn load_missed_general<const N: usize>(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+    ) -> Result<[u8; N], Signal> {
         let r = self.translate_fast_missed(pid, va, Access::Read, |phys, pa, stats| {
             let b = phys.ram_array::<N>(pa)?;
             stats.mapped_loads += N as u64;

@@ -96,16 +96,7 @@ impl Inode {
             }
             return next;
         }
-        if max > 0 {
-            self.pages.for_each_in(from, end - 1, |pg, _| {
-                if pg != next {
-                    return false;
-                }
-                next += 1;
-                true
-            });
-        }
-        next
+        self.pages.next_miss(from, end)
     }
 }
 

@@ -198,7 +198,34 @@ pub fn refill_x86_64_4level(
         }
         leaf
     };
-    let pte = leaf.pte.0;
+    fill_x86_64(
+        phys,
+        tlb,
+        ctx,
+        va,
+        access,
+        leaf.pte,
+        leaf.pte_pa,
+        leaf.level != 0,
+    )
+}
+
+/// The end of [`refill_x86_64_4level`] once the leaf entry `pte` (at `pte_pa`) is found:
+/// the permission check, the Accessed/Dirty update and the TLB fill. `huge`: a 2 MiB
+/// page's PMD entry.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the refill's operands, passed on in registers
+fn fill_x86_64(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    pte: Pte,
+    pte_pa: PhysAddr,
+    huge: bool,
+) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
+    let raw = pte.0;
     let need = Pte::PRESENT
         | Pte::USER
         | if access == Access::Write {
@@ -206,25 +233,25 @@ pub fn refill_x86_64_4level(
         } else {
             0
         };
-    if pte & need != need || (access == Access::Exec && pte & Pte::NX != 0) {
-        let slot = (leaf.level == 0).then_some(leaf.pte_pa);
+    if raw & need != need || (access == Access::Exec && raw & Pte::NX != 0) {
+        let slot = (!huge).then_some(pte_pa);
         return Err((HwFault::Protection, slot));
     }
-    let updated = pte
+    let updated = raw
         | Pte::ACCESSED
         | if access == Access::Write {
             Pte::DIRTY
         } else {
             0
         };
-    if updated != pte {
-        phys.write_u64(leaf.pte_pa, updated);
+    if updated != raw {
+        phys.write_u64(pte_pa, updated);
     }
     // Writable (bit 1) -> 1, Dirty (bit 6) -> 2, NX (bit 63) -> 4.
     let flags =
         ((updated >> 1) & 1) as u8 | ((updated >> 5) & 2) as u8 | ((updated >> 61) & 4) as u8;
-    let mut pfn = leaf.pte.pfn();
-    if leaf.level != 0 {
+    let mut pfn = pte.pfn();
+    if huge {
         // A huge page: the 4 KiB page of it that `va` is in.
         pfn = crate::addr::Pfn(pfn.0 + (va.vpn().0 & 511));
     }
