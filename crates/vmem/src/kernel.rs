@@ -49,7 +49,7 @@ pub struct Kernel {
     next_serial: u64,
     /// Read-ahead state per open file description (by serial; it outlives `close` while
     /// a mapping still uses the file, as `struct file` does).
-    pub(crate) ra: HashMap<u64, crate::cache::readahead::RaState>,
+    pub(crate) ra: std::collections::BTreeMap<u64, crate::cache::readahead::RaState>,
     pub(crate) io_buf: Vec<u8>,
     /// Stamp every access with `clock` (the exact-LRU policy needs it).
     access_clock: bool,
@@ -186,7 +186,7 @@ impl Kernel {
             next_asid: 1,
             next_mm_id: 1,
             next_serial: 1,
-            ra: HashMap::new(),
+            ra: std::collections::BTreeMap::new(),
             io_buf: Vec::new(),
             access_clock: cfg_policy.needs_access_clock(),
             policy: Some(cfg_policy),
