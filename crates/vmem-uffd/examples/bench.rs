@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Part 1, fault delivery: per-fault cost of signal and thread delivery, and latency
-//! percentiles, over the file in the page cache. Part 2: scattered writes then a durable
-//! flush against `msync(MS_SYNC)`, with the bytes the block device wrote.
+//! percentiles, over the file in the page cache, with the floor of signal delivery on this
+//! host (a bare handler that only copies the page in: the kernel's share of a fault).
+//! Part 2: scattered writes then a durable flush against `msync(MS_SYNC)`, with the bytes
+//! the block device wrote.
 //! Part 3, the matrix: sequential scans and random 8-byte reads, with the file in the page
 //! cache (warm) and after dropping it (`fdatasync` + `posix_fadvise(DONTNEED)`: cold), with
 //! the pager's 4 KiB and 64 KiB pages, from 1 and 2 threads. Every cell is the best of a
@@ -75,6 +77,143 @@ impl KernelMap {
             };
             i += stride;
         }
+    }
+}
+
+/// The floor of signal delivery on this host: a bare userfaultfd SIGBUS handler that does
+/// nothing but one `UFFDIO_COPY` of the faulting page from a read-only `MADV_RANDOM` window
+/// onto the file (the pager's source for scattered faults), with the pager's modes
+/// (missing + write-protect registration, pages installed write-protected). What is left
+/// of a fault's cost is the kernel's: the fault, the signal frame, the copy, `rt_sigreturn`.
+mod floor {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+    const fn iowr(nr: u64, size: u64) -> u64 {
+        (3 << 30) | (size << 16) | (0xAA << 8) | nr
+    }
+    const UFFDIO_API: u64 = iowr(0x3F, 24);
+    const UFFDIO_REGISTER: u64 = iowr(0x00, 32);
+    const UFFDIO_COPY: u64 = iowr(0x03, 40);
+    const UFFD_API: u64 = 0xAA;
+    const FEATURE_WP: u64 = 1 << 0;
+    const FEATURE_SIGBUS: u64 = 1 << 7;
+    const USER_MODE_ONLY: libc::c_long = 1;
+
+    static UFFD: AtomicI32 = AtomicI32::new(-1);
+    static BASE: AtomicUsize = AtomicUsize::new(0);
+    static SRC: AtomicUsize = AtomicUsize::new(0);
+    static PAGE: AtomicUsize = AtomicUsize::new(4096);
+
+    extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        let page = PAGE.load(Ordering::Relaxed);
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+        let addr = unsafe { (*info).si_addr() } as usize & !(page - 1);
+        let off = addr - BASE.load(Ordering::Relaxed);
+        // struct uffdio_copy: dst, src, len, mode, copy.
+        let mut c: [u64; 5] = [
+            addr as u64,
+            (SRC.load(Ordering::Relaxed) + off) as u64,
+            page as u64,
+            3, // DONTWAKE | WP
+            0,
+        ];
+        // SAFETY: UFFDIO_COPY reads and writes one uffdio_copy; the destination is a missing
+        // page of the registered region, the source a page of the file window.
+        unsafe {
+            libc::ioctl(
+                UFFD.load(Ordering::Relaxed),
+                UFFDIO_COPY as _,
+                c.as_mut_ptr(),
+            )
+        };
+    }
+
+    /// Nanoseconds per page to touch every page of `len` bytes once, in order, each fault
+    /// served by the bare handler; `None` if userfaultfd is refused.
+    pub fn per_page(file: &std::fs::File, len: usize) -> Option<f64> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let flags = libc::O_CLOEXEC as libc::c_long | libc::O_NONBLOCK as libc::c_long;
+        // SAFETY: userfaultfd takes flags and returns a new descriptor or -1.
+        let mut fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags | USER_MODE_ONLY) };
+        if fd < 0 {
+            // SAFETY: as above.
+            fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
+        }
+        if fd < 0 {
+            return None;
+        }
+        let fd = fd as libc::c_int;
+        // struct uffdio_api: api, features, ioctls.
+        let mut api: [u64; 3] = [UFFD_API, FEATURE_SIGBUS | FEATURE_WP, 0];
+        // SAFETY: UFFDIO_API reads and writes one uffdio_api.
+        let ok = unsafe { libc::ioctl(fd, UFFDIO_API as _, api.as_mut_ptr()) } == 0;
+        // SAFETY: fresh mappings at addresses the kernel chooses: the region the faults
+        // are in, and a read-only window onto the file.
+        let (region, window) = unsafe {
+            (
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                ),
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    file.as_raw_fd(),
+                    0,
+                ),
+            )
+        };
+        assert!(region != libc::MAP_FAILED && window != libc::MAP_FAILED);
+        // SAFETY: advice on our own fresh mappings; contents unchanged.
+        unsafe {
+            libc::madvise(region, len, libc::MADV_NOHUGEPAGE);
+            libc::madvise(window, len, libc::MADV_RANDOM);
+        }
+        // struct uffdio_register: start, len, mode, ioctls.
+        let mut reg: [u64; 4] = [region as u64, len as u64, 1 | 2, 0];
+        // SAFETY: registers our own fresh region; its faults raise SIGBUS, which the
+        // handler installed below serves.
+        let ok = ok && unsafe { libc::ioctl(fd, UFFDIO_REGISTER as _, reg.as_mut_ptr()) } == 0;
+        let mut result = None;
+        if ok {
+            UFFD.store(fd, Ordering::Relaxed);
+            BASE.store(region as usize, Ordering::Relaxed);
+            SRC.store(window as usize, Ordering::Relaxed);
+            PAGE.store(page, Ordering::Relaxed);
+            // SAFETY: an all-zero sigaction is a valid starting point.
+            let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+            sa.sa_sigaction = on_sigbus as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART;
+            // SAFETY: as above.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: installs a valid SA_SIGINFO handler for the time of the loop (no
+            // other thread touches a userfaultfd mapping meanwhile), then puts the previous
+            // action (the pager's handler, if one is installed) back.
+            unsafe { libc::sigaction(libc::SIGBUS, &sa, &mut old) };
+            let t = std::time::Instant::now();
+            // SAFETY: `len` bytes of our region; every page faults once and is filled.
+            let s = unsafe { std::slice::from_raw_parts(region as *const u8, len) };
+            std::hint::black_box(super::touch_stride(s, page));
+            result = Some(t.elapsed().as_nanos() as f64 / (len / page) as f64);
+            // SAFETY: see above.
+            unsafe { libc::sigaction(libc::SIGBUS, &old, std::ptr::null_mut()) };
+        }
+        // SAFETY: our own mappings and descriptor, no longer used (closing the descriptor
+        // after unmapping the region it was registered on).
+        unsafe {
+            libc::munmap(region, len);
+            libc::munmap(window, len);
+            libc::close(fd);
+        }
+        result
     }
 }
 
@@ -502,8 +641,15 @@ fn main() {
     });
     let kp = ns(tk, pages);
     let mut per_page = Vec::new();
+    let mut floor = f64::MAX;
     for d in [Delivery::Signal, Delivery::Threads] {
         let (t, _) = best(|| {
+            if d == Delivery::Signal {
+                // The floor's runs alternate with the pager's.
+                if let Some(f) = floor::per_page(&file, len) {
+                    floor = floor.min(f);
+                }
+            }
             let m = uffd(d, 0);
             let t = Instant::now();
             black_box(touch_stride(&m, PAGE));
@@ -517,6 +663,12 @@ fn main() {
         "ns",
         kp,
     );
+    if floor < f64::MAX {
+        println!(
+            "  floor of signal delivery here: {floor:.0} ns per page (a bare SIGBUS handler doing one UFFDIO_COPY\n   from a file window, nothing else, best of {RUNS} runs alternating with the pager's); the pager: {:+.0} ns",
+            per_page[0] - floor
+        );
+    }
 
     // Fault latency, one fault timed at a time, as percentiles.
     let mut lat = Vec::new();

@@ -58,6 +58,67 @@ fn a_memory_store_maps_like_a_file() {
     }
 }
 
+/// Pages of `file` in the page cache (`mincore` over a fresh mapping of it).
+fn cached_pages(file: &std::fs::File, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh read-only shared mapping of the file, only queried, then unmapped.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let mut v = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: `v` has one byte per page of the mapping, as mincore writes.
+    let r = unsafe { libc::mincore(p, len, v.as_mut_ptr()) };
+    // SAFETY: our mapping, no longer used.
+    unsafe { libc::munmap(p, len) };
+    assert_eq!(r, 0, "mincore");
+    v.iter().filter(|b| *b & 1 != 0).count()
+}
+
+#[test]
+fn a_scattered_fault_next_to_another_does_not_read_the_file_around_it() {
+    with_timeout(60, || {
+        use std::os::fd::AsRawFd;
+        let len = 16 << 20;
+        let file = file_with(&pattern(len));
+        for delivery in DELIVERIES {
+            let f = file.as_file();
+            f.sync_all().unwrap();
+            // SAFETY: fadvise on our own descriptor; the pages are clean (synced).
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if cached_pages(f, len) > 16 {
+                eprintln!("skipped: the file system keeps the file cached (tmpfs?)");
+                return;
+            }
+            let map = MapOptions::new(file.reopen().unwrap())
+                .read_ahead(32)
+                .delivery(delivery)
+                .map()
+                .unwrap();
+            // Two faults that happen to be neighbours: the second reads its page and a
+            // small run after it, not read_ahead_kb around it or megabytes ahead.
+            let page = 2000;
+            assert_eq!(map[page * 4096], pattern(len)[page * 4096]);
+            assert_eq!(map[(page + 1) * 4096], pattern(len)[(page + 1) * 4096]);
+            let s = map.stats();
+            assert_eq!(s.faults, 2, "{delivery:?}: {s:?}");
+            drop(map); // joins the read-ahead thread: nothing it was asked for is pending
+            let cached = cached_pages(f, len);
+            assert!(
+                cached <= 16,
+                "{delivery:?}: two neighbouring faults left {cached} pages of the file cached"
+            );
+        }
+    });
+}
+
 #[test]
 fn sequential_faults_read_ahead_and_scattered_faults_do_not() {
     with_timeout(60, || {
