@@ -83,10 +83,23 @@ struct PtLoad {
     prot: i32,
 }
 
-fn parse(bytes: &[u8]) -> SysResult<(u16, u64, Vec<PtLoad>, Option<String>)> {
+/// The ELF machine a kernel of this entry format runs (Linux `elf_check_arch`).
+fn elf_machine(format: crate::hw::pte_format::PteFormat) -> u16 {
+    use crate::hw::pte_format::PteFormat;
+    match format {
+        PteFormat::X86_64 => elf::EM_X86_64,
+        PteFormat::X86_32 => elf::EM_386,
+        PteFormat::Sv39 => elf::EM_RISCV,
+        PteFormat::Arm64 => elf::EM_AARCH64,
+    }
+}
+
+/// Parses a 64-bit ELF file for `machine` (`elf_check_arch`: another architecture's binary,
+/// or a 32-bit one, is ENOEXEC).
+fn parse(bytes: &[u8], machine: u16) -> SysResult<(u16, u64, Vec<PtLoad>, Option<String>)> {
     let hdr = elf::FileHeader64::<object::Endianness>::parse(bytes).map_err(|_| Errno::ENOEXEC)?;
     let endian = hdr.endian().map_err(|_| Errno::ENOEXEC)?;
-    if hdr.e_machine(endian) != elf::EM_X86_64 {
+    if hdr.e_machine(endian) != machine {
         return Err(Errno::ENOEXEC);
     }
     let kind = hdr.e_type(endian);
@@ -162,7 +175,7 @@ impl Kernel {
     fn do_exec(&mut self, pid: Pid, path: &Path) -> SysResult<ExecInfo> {
         self.proc_ref(pid)?;
         let bytes = std::fs::read(path).map_err(|e| Errno::from_io(&e))?;
-        let (kind, _, _, _) = parse(&bytes)?;
+        let (kind, _, _, _) = parse(&bytes, elf_machine(self.cfg.geometry.format))?;
         // The point of no return: the old address space goes.
         let vmas = self.vmas(pid)?;
         for v in vmas {
@@ -237,7 +250,7 @@ impl Kernel {
         bytes: &[u8],
         bias: Option<u64>,
     ) -> SysResult<LoadedImage> {
-        let (kind, entry, loads, interp) = parse(bytes)?;
+        let (kind, entry, loads, interp) = parse(bytes, elf_machine(self.cfg.geometry.format))?;
         let lo = loads
             .iter()
             .map(|l| l.vaddr & !PAGE_MASK)

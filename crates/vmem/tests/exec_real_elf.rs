@@ -204,3 +204,27 @@ fn exec_of_a_non_elf_file_is_enoexec() {
         vmem::Errno::ENOENT
     );
 }
+
+#[test]
+fn a_segment_whose_offset_and_address_disagree_within_a_page_is_einval() {
+    // The first PT_LOAD's file offset moved by 16 bytes: it no longer agrees with its
+    // address modulo the page size, so elf_map's mmap gets an unaligned offset (EINVAL),
+    // as a binary linked for smaller pages does on a kernel with larger ones.
+    let mut bytes = std::fs::read(binary()).unwrap();
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let phoff = u64_at(&bytes, 0x20) as usize;
+    let phentsize = u16::from_le_bytes([bytes[0x36], bytes[0x37]]) as usize;
+    let phnum = u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize;
+    let load = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&ph| u32::from_le_bytes(bytes[ph..ph + 4].try_into().unwrap()) == 1)
+        .expect("a PT_LOAD");
+    let off = u64_at(&bytes, load + 8) + 16;
+    bytes[load + 8..load + 16].copy_from_slice(&off.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("misaligned");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut k = Kernel::default();
+    let p = k.spawn().unwrap();
+    assert_eq!(k.exec(p, &path).unwrap_err(), vmem::Errno::EINVAL);
+}
