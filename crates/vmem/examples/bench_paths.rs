@@ -175,7 +175,11 @@ fn main() {
     let reps: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
     match mode.as_str() {
         "hit" => loads(MIB, n, reps),
-        "walk" => loads(256 * MIB, n, reps),
+        "walk" => loads(
+            std::env::var("WALK_MIB").map_or(256, |m| m.parse().expect("WALK_MIB")) * MIB,
+            n,
+            reps,
+        ),
         "anon" => anon(n, reps),
         "file" => file(n, reps),
         "scan" => file_with(n, reps, true),

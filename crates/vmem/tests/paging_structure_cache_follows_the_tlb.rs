@@ -1,6 +1,6 @@
-//! The MMU of the default machine keeps the leaf table it found last (a paging-structure
-//! cache, like Intel's PDE cache) and skips the upper levels for the next page of the same
-//! 2 MiB region. Every TLB flush empties it, so no change the kernel makes to the tables
+//! The MMU of the default machine keeps the leaf tables its walks found, by 2 MiB region (a
+//! paging-structure cache, like Intel's PDE cache), and skips the upper levels for a later
+//! page of one of those regions. Every TLB flush empties it, so no change the kernel makes to the tables
 //! (munmap, mprotect, mremap, fork, huge pages made, split and zapped) can leave a stale
 //! path behind: accesses give the same values, signals, counters and page-table bits as on
 //! a machine whose walks are watched (an observer takes the full walk, without the cache).
@@ -105,6 +105,22 @@ fn workload(k: &mut Kernel) -> Vec<String> {
     sweep(k, p, &mut seen, 13);
     k.exit(c).unwrap();
     sweep(k, p, &mut seen, 14);
+    // Region 1 (4 KiB pages) is unmapped, its table left behind empty, and a hugetlb
+    // page takes its place: the PMD goes from that table to none to a huge page, while
+    // the cache may still hold the other regions' tables.
+    k.munmap(p, BASE.add(MIB2), MIB2).unwrap();
+    sweep(k, p, &mut seen, 15);
+    let huge = k.mmap(
+        p,
+        BASE.add(MIB2),
+        MIB2,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB,
+        -1,
+        0,
+    );
+    seen.push(format!("{huge:?}"));
+    sweep(k, p, &mut seen, 16);
     seen.push(format!("{:?}", k.process_stats(p)));
     for pg in 0..4 * MIB2 / PAGE_SIZE {
         let at = BASE.add(pg * PAGE_SIZE);
@@ -115,7 +131,10 @@ fn workload(k: &mut Kernel) -> Vec<String> {
 
 #[test]
 fn translations_after_munmap_mprotect_mremap_and_fork_match_a_watched_machine() {
-    let cfg = || MachineConfig::with_ram(64 << 20);
+    let cfg = || MachineConfig {
+        nr_hugepages: 2,
+        ..MachineConfig::with_ram(64 << 20)
+    };
     let mut unwatched = Kernel::new(cfg());
     let mut watched = Kernel::new(cfg());
     watched.set_observer(Some(Box::new(Recorder::default())));
@@ -129,6 +148,7 @@ fn translations_after_munmap_mprotect_mremap_and_fork_match_a_watched_machine() 
     assert!(u.iter().any(|l| l.contains("MapErr")), "no SIGSEGV MAPERR");
     assert!(u.iter().any(|l| l.contains("AccErr")), "no SIGSEGV ACCERR");
     assert!(u.iter().any(|l| l.contains("2 MiB page")), "no huge page");
+    assert!(u.iter().any(|l| l == "Ok(0x40200000)"), "no hugetlb page");
     assert!(u
         .iter()
         .any(|l| l.starts_with("Ok(") && l != "Ok(0)" && l != "Ok(())"));

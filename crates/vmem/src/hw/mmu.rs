@@ -165,8 +165,8 @@ pub fn translate_missed<const NATIVE: bool>(
 /// A fault comes with the physical address of the leaf entry when the walk reached the
 /// leaf table (for the fault handler, which would otherwise walk again to find it).
 ///
-/// A miss in the 2 MiB region whose leaf table the last walk found (the TLB's
-/// paging-structure cache, same ASID, not flushed since) reads the leaf entry alone: the
+/// A miss in a 2 MiB region whose leaf table a walk found (the TLB's paging-structure
+/// cache, same ASID, not flushed since) reads the leaf entry alone: the
 /// upper entries it skips were present with their Accessed bit set, and the kernel only
 /// changes a PMD that points to a table at exit (flush of the ASID) or after a flush.
 #[inline(always)]
@@ -177,9 +177,13 @@ pub fn refill_x86_64_4level(
     va: VirtAddr,
     access: Access,
 ) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
+    if va.0 >> 48 != 0 {
+        // Beyond the 48 translated bits (and beyond what a cache key can tell apart).
+        return Err((HwFault::NotPresent { level: 3 }, None));
+    }
     let key = Tlb::pde_key(ctx.asid, va.0);
-    let leaf = if tlb.pde.0 == key {
-        let pa = PhysAddr(tlb.pde.1 | (((va.0 >> 12) & 511) << 3));
+    let leaf = if let Some(table) = tlb.psc_lookup(key) {
+        let pa = PhysAddr(table | (((va.0 >> 12) & 511) << 3));
         let e = phys.read_u64(pa);
         if e & Pte::PRESENT == 0 {
             return Err((HwFault::NotPresent { level: 0 }, Some(pa)));
@@ -194,7 +198,7 @@ pub fn refill_x86_64_4level(
             (HwFault::NotPresent { level }, slot.filter(|_| level == 0))
         })?;
         if leaf.level == 0 {
-            tlb.pde = (key, leaf.pte_pa.0 & !0xfff);
+            tlb.psc_fill(key, leaf.pte_pa.0 & !0xfff);
         }
         leaf
     };

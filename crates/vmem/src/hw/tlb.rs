@@ -6,9 +6,10 @@
 //! lock nothing: one compare in a direct-mapped lookaside copy of recent entries, else one
 //! array index and a compare of every way of the set (no branch on which way hits).
 //!
-//! Next to it sits a one-entry paging-structure cache (Intel's PDE cache): the leaf table
-//! the default machine's walk found last, by 2 MiB region and ASID, so that the next miss
-//! in that region reads one entry instead of four. Any flush empties it.
+//! Next to it sits a paging-structure cache (Intel's PDE cache): the leaf tables the
+//! default machine's walks found, by 2 MiB region and ASID, so that a later miss in one of
+//! those regions reads one entry instead of four. Any flush empties it, as x86 `invlpg`
+//! empties every paging-structure cache.
 //!
 //! The kernel must invalidate entries whenever it changes a PTE that may be cached
 //! (unmap, protect, copy-on-write): [`Tlb::flush_page`], [`Tlb::flush_asid`], [`Tlb::flush_all`].
@@ -84,15 +85,31 @@ pub struct Tlb {
     entries: Box<[TlbEntry]>,
     ways: usize,
     set_mask: u64,
-    /// Paging-structure cache (Intel's PDE cache): the key (`pde_key`) of the 2 MiB
-    /// region whose leaf table was found last, and that table's physical address. Any
-    /// flush empties it (x86 `invlpg` drops every paging-structure cache entry too).
-    pub(crate) pde: (u64, u64),
+    /// Paging-structure cache (Intel's PDE cache), direct-mapped by 2 MiB region: each
+    /// slot holds a key (`pde_key` with the flush generation in its top bits) and the
+    /// physical address of that region's leaf table. Any flush empties it (x86 `invlpg`
+    /// drops every paging-structure cache entry too), by starting a new generation.
+    psc: Box<[(u64, u64); PSC_SLOTS]>,
+    /// The current generation, already shifted to bit [`PSC_GEN_SHIFT`].
+    psc_gen: u64,
     /// Next way to evict in each set (always `< ways`); for 4-way sets, in bits 0..2, with
     /// the mask of the set's valid ways in bits 4..8 (so that a refill finds a free way
     /// without comparing every way's tag).
     victim: Box<[u8]>,
 }
+
+/// Slots of the paging-structure cache (a power of two): one per 2 MiB region, direct
+/// mapped, so 1 GiB of address space is covered when the regions are contiguous. Real
+/// PDE caches hold 32 (Intel) to 64 (AMD) entries; this one is larger because it is the
+/// emulator's own shortcut as much as a model: it changes no outcome (no fault, no
+/// Accessed bit, no count differs with or without it), only how many entries a refill
+/// reads, and observed runs walk every level anyway.
+pub(crate) const PSC_SLOTS: usize = 512;
+
+/// The paging-structure cache's key holds the ASID in bits 0..16 and the region number
+/// (`va >> 21`, 27 bits for 48-bit addresses) above it; the flush generation sits above
+/// both.
+const PSC_GEN_SHIFT: u32 = 43;
 
 /// Bits of a 4-way set's `victim` byte: the mask of valid ways.
 const VALID_SHIFT: u32 = 4;
@@ -118,7 +135,8 @@ impl Tlb {
             entries: entries.into_boxed_slice(),
             ways,
             set_mask: sets as u64 - 1,
-            pde: (INVALID, 0),
+            psc: Box::new([(INVALID, 0); PSC_SLOTS]),
+            psc_gen: 0,
             victim: vec![0; sets].into_boxed_slice(),
         }
     }
@@ -277,7 +295,7 @@ impl Tlb {
             }
         }
         self.l0_forget(key);
-        self.pde.0 = INVALID;
+        self.psc_flush();
     }
 
     /// The paging-structure cache's key for the 2 MiB region of `va` in `asid`.
@@ -286,9 +304,32 @@ impl Tlb {
         ((va >> 21) << 16) | asid as u64
     }
 
+    /// The physical address of the leaf table the paging-structure cache holds for the
+    /// region of `key` (`pde_key`), if it holds one.
+    #[inline(always)]
+    pub(crate) fn psc_lookup(&self, key: u64) -> Option<u64> {
+        let (k, table) = self.psc[(key >> 16) as usize & (PSC_SLOTS - 1)];
+        (k == key | self.psc_gen).then_some(table)
+    }
+
+    /// Caches `table` (a leaf table's physical address) for the region of `key`.
+    #[inline(always)]
+    pub(crate) fn psc_fill(&mut self, key: u64, table: u64) {
+        self.psc[(key >> 16) as usize & (PSC_SLOTS - 1)] = (key | self.psc_gen, table);
+    }
+
+    /// Empties the paging-structure cache: a new generation, so that no slot's key matches
+    /// (when the generations wrap, every slot is cleared).
+    fn psc_flush(&mut self) {
+        self.psc_gen = self.psc_gen.wrapping_add(1 << PSC_GEN_SHIFT);
+        if self.psc_gen == 0 {
+            self.psc.fill((INVALID, 0));
+        }
+    }
+
     /// Recomputes the valid-way masks of 4-way sets after entries were invalidated.
     fn recount_valid(&mut self) {
-        self.pde.0 = INVALID;
+        self.psc_flush();
         for (q, v) in self.quads.iter().zip(self.victim.iter_mut()) {
             let mask = q
                 .iter()
@@ -544,17 +585,39 @@ mod tests {
     fn every_flush_empties_the_paging_structure_cache() {
         for (sets, ways) in [(64, 4), (2, 3)] {
             let mut t = Tlb::new(sets, ways);
-            let fill = |t: &mut Tlb| t.pde = (Tlb::pde_key(7, 0x4020_1000), 0x5000);
+            let key = Tlb::pde_key(7, 0x4020_1000);
+            let other = Tlb::pde_key(7, 0x4060_1000);
+            let fill = |t: &mut Tlb| {
+                t.psc_fill(key, 0x5000);
+                t.psc_fill(other, 0x6000);
+                assert_eq!(t.psc_lookup(key), Some(0x5000));
+                assert_eq!(t.psc_lookup(other), Some(0x6000));
+            };
             fill(&mut t);
-            // Another page, even of another address space, still drops it.
+            // Another page, even of another address space, still drops every entry.
             t.flush_page(9, Vpn(0x1234));
-            assert_eq!(t.pde.0, INVALID);
+            assert_eq!((t.psc_lookup(key), t.psc_lookup(other)), (None, None));
             fill(&mut t);
             t.flush_asid(9);
-            assert_eq!(t.pde.0, INVALID);
+            assert_eq!((t.psc_lookup(key), t.psc_lookup(other)), (None, None));
             fill(&mut t);
             t.flush_all();
-            assert_eq!(t.pde.0, INVALID);
+            assert_eq!((t.psc_lookup(key), t.psc_lookup(other)), (None, None));
+            // A region PSC_SLOTS regions away shares the slot and replaces the entry.
+            fill(&mut t);
+            let alias = Tlb::pde_key(7, 0x4020_1000 + (PSC_SLOTS as u64) * (2 << 20));
+            assert_eq!(t.psc_lookup(alias), None);
+            t.psc_fill(alias, 0x7000);
+            assert_eq!(
+                (t.psc_lookup(key), t.psc_lookup(alias)),
+                (None, Some(0x7000))
+            );
+            // When the generations wrap, no entry of an old generation comes back.
+            t.psc_gen = 0u64.wrapping_sub(1 << PSC_GEN_SHIFT);
+            fill(&mut t);
+            t.flush_page(9, Vpn(0x1234));
+            assert_eq!(t.psc_gen, 0);
+            assert_eq!((t.psc_lookup(key), t.psc_lookup(other)), (None, None));
             // Regions and address spaces have distinct keys.
             assert_ne!(Tlb::pde_key(7, 0x4020_1000), Tlb::pde_key(8, 0x4020_1000));
             assert_ne!(Tlb::pde_key(7, 0x4020_1000), Tlb::pde_key(7, 0x4040_1000));
