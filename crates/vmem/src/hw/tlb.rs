@@ -89,7 +89,11 @@ pub struct Tlb {
     /// slot holds a key (`pde_key` with the flush generation in its top bits) and the
     /// physical address of that region's leaf table. Any flush empties it (x86 `invlpg`
     /// drops every paging-structure cache entry too), by starting a new generation.
-    psc: Box<[(u64, u64); PSC_SLOTS]>,
+    psc: [(u64, u64); PSC_SLOTS],
+    /// The entry of the cache used last (key without the generation, table), checked
+    /// first: runs of misses in one region, as faults in address order make, find it with
+    /// one compare.
+    psc_last: (u64, u64),
     /// The current generation, already shifted to bit [`PSC_GEN_SHIFT`].
     psc_gen: u64,
     /// Next way to evict in each set (always `< ways`); for 4-way sets, in bits 0..2, with
@@ -135,8 +139,9 @@ impl Tlb {
             entries: entries.into_boxed_slice(),
             ways,
             set_mask: sets as u64 - 1,
-            psc: Box::new([(INVALID, 0); PSC_SLOTS]),
+            psc: [(INVALID, 0); PSC_SLOTS],
             psc_gen: 0,
+            psc_last: (INVALID, 0),
             victim: vec![0; sets].into_boxed_slice(),
         }
     }
@@ -307,20 +312,29 @@ impl Tlb {
     /// The physical address of the leaf table the paging-structure cache holds for the
     /// region of `key` (`pde_key`), if it holds one.
     #[inline(always)]
-    pub(crate) fn psc_lookup(&self, key: u64) -> Option<u64> {
+    pub(crate) fn psc_lookup(&mut self, key: u64) -> Option<u64> {
+        if self.psc_last.0 == key {
+            return Some(self.psc_last.1);
+        }
         let (k, table) = self.psc[(key >> 16) as usize & (PSC_SLOTS - 1)];
-        (k == key | self.psc_gen).then_some(table)
+        if k != key | self.psc_gen {
+            return None;
+        }
+        self.psc_last = (key, table);
+        Some(table)
     }
 
     /// Caches `table` (a leaf table's physical address) for the region of `key`.
     #[inline(always)]
     pub(crate) fn psc_fill(&mut self, key: u64, table: u64) {
         self.psc[(key >> 16) as usize & (PSC_SLOTS - 1)] = (key | self.psc_gen, table);
+        self.psc_last = (key, table);
     }
 
     /// Empties the paging-structure cache: a new generation, so that no slot's key matches
     /// (when the generations wrap, every slot is cleared).
     fn psc_flush(&mut self) {
+        self.psc_last.0 = INVALID;
         self.psc_gen = self.psc_gen.wrapping_add(1 << PSC_GEN_SHIFT);
         if self.psc_gen == 0 {
             self.psc.fill((INVALID, 0));
