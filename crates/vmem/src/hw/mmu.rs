@@ -182,26 +182,34 @@ pub fn refill_x86_64_4level(
         return Err((HwFault::NotPresent { level: 3 }, None));
     }
     let key = Tlb::pde_key(ctx.asid, va.0);
-    let leaf = if let Some(table) = tlb.psc_lookup(key) {
-        let pa = PhysAddr(table | (((va.0 >> 12) & 511) << 3));
-        let e = phys.read_u64(pa);
-        if e & Pte::PRESENT == 0 {
-            return Err((HwFault::NotPresent { level: 0 }, Some(pa)));
-        }
-        crate::hw::walk::Leaf {
-            pte: Pte(e),
-            pte_pa: pa,
-            level: 0,
-        }
-    } else {
-        let leaf = walk_x86_64_4level_at(phys, ctx.root, va).map_err(|(level, slot)| {
-            (HwFault::NotPresent { level }, slot.filter(|_| level == 0))
-        })?;
-        if leaf.level == 0 {
-            tlb.psc_fill(key, leaf.pte_pa.0 & !0xfff);
-        }
-        leaf
+    let Some(table) = tlb.psc_lookup(key) else {
+        return refill_by_walk(phys, tlb, ctx, va, access, key);
     };
+    let pa = PhysAddr(table | (((va.0 >> 12) & 511) << 3));
+    let e = phys.read_u64(pa);
+    if e & Pte::PRESENT == 0 {
+        return Err((HwFault::NotPresent { level: 0 }, Some(pa)));
+    }
+    fill_x86_64(phys, tlb, ctx, va, access, Pte(e), pa, false)
+}
+
+/// [`refill_x86_64_4level`] when the paging-structure cache does not hold the leaf table
+/// of `va`'s region (`key`): the four-level walk, which caches the table it reaches, and
+/// the fill. Out of line, so that the cached case saves only the registers it uses.
+#[inline(never)]
+fn refill_by_walk(
+    phys: &mut PhysMem,
+    tlb: &mut Tlb,
+    ctx: Context,
+    va: VirtAddr,
+    access: Access,
+    key: u64,
+) -> Result<PhysAddr, (HwFault, Option<PhysAddr>)> {
+    let leaf = walk_x86_64_4level_at(phys, ctx.root, va)
+        .map_err(|(level, slot)| (HwFault::NotPresent { level }, slot.filter(|_| level == 0)))?;
+    if leaf.level == 0 {
+        tlb.psc_fill(key, leaf.pte_pa.0 & !0xfff);
+    }
     fill_x86_64(
         phys,
         tlb,
