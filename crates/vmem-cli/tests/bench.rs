@@ -3,9 +3,10 @@
 
 use std::process::{Command, Output};
 
-const IDS: [&str; 9] = [
+const IDS: [&str; 10] = [
     "load_tlb_hit",
     "load_page_walk",
+    "load_page_walk_single",
     "anon_first_touch",
     "file_read_fault",
     "scan_mmap",
@@ -46,6 +47,7 @@ fn table_has_every_row_and_column() {
     for measure in [
         "u64 loads, 1 MiB resident (TLB hits)",
         "u64 loads, 32 MiB resident (TLB misses)",
+        "same, one load_u64 call per load",
         "first touch, anonymous",
         "read faults, cached file",
         "sequential scan, 32 MiB file (mmap)",
@@ -88,5 +90,6 @@ fn json_is_one_object_per_row() {
         assert_eq!(r["reps"], 3);
         assert_eq!(r["quick"], true);
     }
-    assert!(rows[4]["read_mb_s"].is_number());
+    assert!(rows[5]["read_mb_s"].is_number());
+    assert!(rows[0]["model_batch_ns_per_load"].is_number());
 }

@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 use vmem::consts::*;
-use vmem::{Kernel, MachineConfig, Pid, VirtAddr, PAGE_SIZE};
+use vmem::{Access, Kernel, MachineConfig, Pid, TraceAccess, VirtAddr, PAGE_SIZE};
 
 const MIB: u64 = 1 << 20;
 
@@ -65,6 +65,25 @@ fn loads(bytes: u64, n: u64, reps: u64) {
         .expect("mmap");
     let idx = indices(bytes / 8, n);
     let mut sum = 0u64;
+    if std::env::var_os("BATCH").is_some() {
+        let batch: Vec<TraceAccess> = idx
+            .iter()
+            .map(|&i| TraceAccess {
+                va: va.add(i * 8),
+                access: Access::Read,
+                size: 8,
+            })
+            .collect();
+        let mut out = vec![0u64; batch.len()];
+        for _ in 0..reps {
+            measured(&mut || {
+                k.access_batch(p, &batch, &mut out).expect("load");
+                sum = out.iter().fold(sum, |s, &v| s.wrapping_add(v));
+            });
+        }
+        black_box(sum);
+        return;
+    }
     for _ in 0..reps {
         measured(&mut || {
             for &i in &idx {

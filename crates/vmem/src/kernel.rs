@@ -63,19 +63,19 @@ pub struct Kernel {
     /// Bus transactions of the access in progress (only kept while observed).
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
-    fast_path: bool,
+    pub(crate) fast_path: bool,
     /// The short path's TLB misses may take the walk of the default geometry
     /// (`mmu::refill_x86_64_4level`): `fast_path` on a machine with 4-level x86-64 paging.
-    fast_walk: bool,
+    pub(crate) fast_walk: bool,
     /// The process whose TLB hits the short path counts in `hot` rather than in its own
     /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
     /// lookup. Folded into the process's counters when another process accesses memory
     /// and when it exits; added in whenever counters are read.
-    hot_pid: u32,
-    hot_asid: crate::hw::tlb::Asid,
+    pub(crate) hot_pid: u32,
+    pub(crate) hot_asid: crate::hw::tlb::Asid,
     /// The hot process's root table (an address space keeps its root for its lifetime).
     hot_root: Pfn,
-    hot: HotCounts,
+    pub(crate) hot: HotCounts,
 }
 
 /// No process (`Kernel::hot_pid`).
@@ -83,12 +83,12 @@ const NO_PID: u32 = u32::MAX;
 
 /// Counts of the TLB-hit short path not yet added to the process's [`Counters`].
 #[derive(Clone, Copy, Debug, Default)]
-struct HotCounts {
-    tlb_hits: u64,
+pub(crate) struct HotCounts {
+    pub(crate) tlb_hits: u64,
     tlb_misses: u64,
     page_walks: u64,
-    mapped_loads: u64,
-    mapped_stores: u64,
+    pub(crate) mapped_loads: u64,
+    pub(crate) mapped_stores: u64,
 }
 
 impl HotCounts {
@@ -310,7 +310,7 @@ impl Kernel {
     }
 
     #[inline]
-    fn live(&mut self, pid: Pid) -> &mut Process {
+    pub(crate) fn live(&mut self, pid: Pid) -> &mut Process {
         live_proc(&mut self.procs, pid)
     }
 
@@ -403,13 +403,22 @@ impl Kernel {
     /// process) the hot one.
     #[cold]
     #[inline(never)]
-    fn make_hot(&mut self, pid: Pid) {
+    pub(crate) fn make_hot(&mut self, pid: Pid) {
         self.fold_hot();
         if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
             self.hot_pid = pid.0;
             self.hot_asid = p.mm.asid;
             self.hot_root = p.mm.root;
         }
+    }
+
+    /// Makes `pid` the hot process of the short path if it can be; whether it is.
+    #[inline(always)]
+    pub(crate) fn hot_or_make(&mut self, pid: Pid) -> bool {
+        if pid.0 != self.hot_pid {
+            self.make_hot(pid);
+        }
+        pid.0 == self.hot_pid
     }
 
     /// Adds the short path's pending counts to the hot process; no process is hot after.
@@ -565,7 +574,7 @@ impl Kernel {
     /// Handles the fault `hw` the MMU reported for `access` at `va` and retries the
     /// translation, until it succeeds or the fault becomes a signal.
     #[inline(never)]
-    fn fault_and_retry<const NATIVE: bool>(
+    pub(crate) fn fault_and_retry<const NATIVE: bool>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
@@ -723,7 +732,7 @@ impl Kernel {
 
     /// [`Kernel::load_missed`] after its refill faulted: the fault handling and the load.
     #[inline(never)]
-    fn load_fault<const N: usize>(
+    pub(crate) fn load_fault<const N: usize>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
@@ -736,7 +745,7 @@ impl Kernel {
 
     /// [`Kernel::load_missed`] after a refill to something other than RAM.
     #[inline(never)]
-    fn load_after_refill<const N: usize>(
+    pub(crate) fn load_after_refill<const N: usize>(
         &mut self,
         pid: Pid,
         pa: PhysAddr,
@@ -777,7 +786,7 @@ impl Kernel {
     /// The TLB refill of the hot process for `va` on the default geometry (`fast_walk`),
     /// after its lookup missed: counts the miss and the walk as `translate_missed` does.
     #[inline(always)]
-    fn refill_hot(
+    pub(crate) fn refill_hot(
         &mut self,
         va: VirtAddr,
         access: Access,

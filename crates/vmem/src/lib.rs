@@ -30,13 +30,15 @@
 //! - [`mm`]: the memory manager — VMAs, one file per syscall, the fault handler, page tables.
 //! - [`cache`]: the page cache, read-around, write-back, truncation.
 //! - [`fs`]: inodes, open files, file syscalls, the [`fs::store::Store`] trait.
-//! - [`kernel`]: [`Kernel`], processes, memory access entry points.
+//! - [`kernel`]: [`Kernel`], processes, memory access entry points; [`batch`]: batches of
+//!   accesses, as a trace replayer runs them.
 //! - [`events`]: the event stream for explain mode; [`stats`]: counters.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod consts;
@@ -54,6 +56,7 @@ pub mod stats;
 pub mod trainer;
 
 pub use addr::{Pfn, PgOff, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
+pub use batch::TraceAccess;
 pub use config::{MachineConfig, PagingGeometry};
 pub use errno::{Errno, SysResult};
 pub use events::{Event, FaultKind, Observer};
