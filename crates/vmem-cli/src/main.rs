@@ -17,6 +17,7 @@
 mod bench;
 mod doc;
 mod narrate;
+mod replay;
 mod report;
 mod script;
 mod shell;
@@ -89,6 +90,26 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// One JSON object per row instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a real program's memory trace (Valgrind Lackey: valgrind --tool=lackey
+    /// --trace-mem=yes --log-file=TRACE PROGRAM) on the emulated machine, and report its
+    /// TLB hits and misses, page walks and faults.
+    Replay {
+        /// The trace file.
+        trace: PathBuf,
+        /// Machine setting, e.g. tlb_sets=16 or ram_mib=256 (repeatable; see `vmem api
+        /// machine`).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// Replay only the first N records.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Narrate every step (TLB, page walks, faults): for short traces or with --limit.
+        #[arg(long, short = 'e', conflicts_with = "json")]
+        explain: bool,
+        /// The report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -166,6 +187,40 @@ fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Api { name } => api(name.as_deref()),
         Command::Bench { quick, json } => bench::run(quick, json),
+        Command::Replay {
+            trace,
+            config,
+            limit,
+            explain,
+            json,
+        } => {
+            let mut cfg = vmem::MachineConfig::default();
+            for c in &config {
+                let Some((k, v)) = c.split_once('=') else {
+                    return usage_error(&format!(
+                        "--config {c}: expected KEY=VALUE, e.g. tlb_sets=16"
+                    ));
+                };
+                if let Err(e) = script::apply_config(&mut cfg, k.trim(), v.trim()) {
+                    return usage_error(&format!("--config {c}: {e}"));
+                }
+            }
+            let o = replay::Options {
+                trace: &trace,
+                cfg,
+                limit,
+                explain,
+                color: std::io::stdout().is_terminal(),
+                json,
+            };
+            match replay::run(&o) {
+                Ok(()) => EXIT_OK,
+                Err((code, e)) => {
+                    eprintln!("vmem: {e}");
+                    code
+                }
+            }
+        }
         Command::Translate {
             mode,
             seed,
