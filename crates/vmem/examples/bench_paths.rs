@@ -7,7 +7,8 @@
 //! - `hit`:  N random u64 loads in a resident 1 MiB region (TLB hits), REPS times.
 //! - `walk`: N random u64 loads in a resident 256 MiB region (TLB misses, page walks),
 //!   REPS times (with TIME set, later reps show the warm figure `vmem bench` reports);
-//!   WALK_MIB sets another region size (4 MiB: the walks' data stays in the host's caches).
+//!   WALK_MIB sets another region size (4 MiB: the walks' data stays in the host's caches);
+//!   with BATCH set, the loads run as one `Kernel::access_batch` (as `vmem replay` runs them).
 //! - `anon`: first store to each of N pages of a fresh anonymous mapping (zero-fill
 //!   faults), REPS times (mapped and unmapped around each rep, not counted).
 //! - `file`: one byte loaded per page of N pages of a MAP_SHARED mapping of a file that is
