@@ -8,7 +8,9 @@
 //! page the trace touches as private anonymous memory: areas of touched pages (runs with
 //! gaps of at most [`GAP_PAGES`] untouched pages joined), readable and writable, and
 //! executable where the trace fetches instructions. Nothing is loaded until touched: the
-//! first access to each page faults (a zero-fill), as a fresh process's would. A modify
+//! first access to each page faults (a zero-fill), as a fresh process's would. Pages a
+//! process could not map (below `mmap_min_addr`, from `TASK_SIZE` up) stay unmapped: the
+//! records that touch them raise SIGSEGV. A modify
 //! (`M`) is a load and then a store of the same bytes; stores write zeros.
 
 use crate::narrate::{Mode, Out, Tap};
@@ -357,6 +359,34 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
         k.set_observer(Some(Box::new(Tap(out.clone()))));
     }
     let p = k.spawn().map_err(|e| (EXIT_USAGE, format!("spawn: {e}")))?;
+    // What a process may map: from mmap_min_addr to TASK_SIZE. Pages outside stay
+    // unmapped, and the records that touch them raise SIGSEGV, as in a process.
+    let (low, high) = (
+        k.config().mmap_min_addr.div_ceil(PAGE_SIZE),
+        k.config().geometry.task_size() / PAGE_SIZE,
+    );
+    let outside = pages.keys().filter(|&&v| v < low || v >= high).count();
+    if outside > 0 {
+        eprintln!(
+            "{}: {outside} pages lie outside what a process may map ({:#x}..{:#x}): not \
+             mapped, their accesses raise SIGSEGV",
+            o.trace.display(),
+            low * PAGE_SIZE,
+            high * PAGE_SIZE
+        );
+    }
+    let areas: Vec<Area> = areas
+        .into_iter()
+        .filter_map(|a| {
+            let start = a.start.max(low);
+            let end = (a.start + a.pages).min(high);
+            (start < end).then_some(Area {
+                start,
+                pages: end - start,
+                exec: a.exec,
+            })
+        })
+        .collect();
     for a in &areas {
         let prot = PROT_READ | PROT_WRITE | if a.exec { PROT_EXEC } else { 0 };
         let (start, len) = (a.start * PAGE_SIZE, a.pages * PAGE_SIZE);
@@ -376,12 +406,8 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
                 start,
                 start + len,
                 match e {
-                    vmem::Errno::ENOMEM if areas.len() as u64 > 1000 =>
+                    vmem::Errno::ENOMEM =>
                         "more areas than max_map_count allows: raise it with -c max_map_count=N",
-                    vmem::Errno::ENOMEM | vmem::Errno::EINVAL =>
-                        "beyond the machine's user address space: a 5-level machine (-c paging_levels=5) has more",
-                    vmem::Errno::EPERM =>
-                        "below mmap_min_addr: -c mmap_min_addr=0 allows it",
                     _ => "see the machine's settings with vmem api machine",
                 }
             ))

@@ -175,3 +175,40 @@ fn a_real_programs_trace_replays_without_signals() {
     assert!(j["minor_faults"].as_u64().unwrap() >= j["pages_touched"].as_u64().unwrap());
     assert!(j["tlb_hit_rate"].as_f64().unwrap() > 0.9, "{j}");
 }
+
+#[test]
+fn pages_a_process_cannot_map_raise_sigsegv_at_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("edge.lackey");
+    // Below mmap_min_addr, the vsyscall page, the last page under TASK_SIZE.
+    std::fs::write(
+        &p,
+        "I  00400000,4\n L 00001000,8\n L ffffffffff600000,8\n L 7ffffffff000,8\n S 00400010,8\n",
+    )
+    .unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("3 pages lie outside what a process may map"),
+        "{err}"
+    );
+    for (line, addr) in [
+        (2, "0x1000"),
+        (3, "0xffffffffff600000"),
+        (4, "0x7ffffffff000"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "edge.lackey:{line}: SIGSEGV (SEGV_MAPERR) at {addr}"
+            )),
+            "{err}"
+        );
+    }
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["signals"], 3);
+    assert_eq!(
+        j["counters"]["mapped_stores"], 8,
+        "the store after them ran"
+    );
+}
