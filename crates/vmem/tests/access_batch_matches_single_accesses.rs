@@ -21,15 +21,8 @@ const TEXT: u64 = 0x6000_0000;
 const DEVICE: u64 = 0x7000_0000;
 const FILE_PAGES: u64 = 40;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+mod common;
+use common::Rng;
 
 /// The areas: (base, pages mapped, pages tried: more than mapped reaches a hole or EOF).
 const AREAS: [(u64, u64, u64); 7] = [

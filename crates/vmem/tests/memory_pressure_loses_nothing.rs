@@ -19,15 +19,8 @@ const ANON_PAGES: u64 = 96;
 const FILE_VA: u64 = 0x1000_0000;
 const ANON_VA: u64 = 0x2000_0000;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+mod common;
+use common::Rng;
 
 /// Runs the workload; returns (file bytes on disk, anonymous bytes of each process).
 fn workload(cfg: MachineConfig, check: bool) -> (Vec<u8>, Vec<Vec<u8>>, vmem::Counters) {
