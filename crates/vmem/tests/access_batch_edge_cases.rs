@@ -664,3 +664,66 @@ fn pids_that_are_not_alive_match_one_by_one() {
         },
     );
 }
+
+#[test]
+fn an_address_with_its_top_bits_set_is_sigsegv_not_the_page_below_it() {
+    // 0x1000_0000 is mapped, and its translation is in the TLB; the same address with
+    // any of bits 60..63 set is not a user address on any geometry.
+    for geometry in [PagingGeometry::X86_64_4LEVEL, PagingGeometry::X86_64_5LEVEL] {
+        let mut k = Kernel::new(MachineConfig {
+            ram_bytes: 16 << 20,
+            geometry,
+            ..MachineConfig::default()
+        });
+        let p = k.spawn().unwrap();
+        k.mmap(p, VirtAddr(0x1000_0000), PAGE, RW, ANON, -1, 0)
+            .unwrap();
+        k.store_u64(p, VirtAddr(0x1000_0000), 42).unwrap();
+        for top in [1u64 << 60, 0xf << 60] {
+            let va = VirtAddr(top | 0x1000_0000);
+            let segv = Signal::Segv {
+                addr: va,
+                code: vmem::SegvCode::MapErr,
+            };
+            assert_eq!(k.load_u64(p, va), Err(segv), "{va}");
+            assert_eq!(k.load(p, va, &mut [0; 8]), Err(segv), "{va}");
+            assert_eq!(k.store_u64(p, va, 7), Err(segv), "{va}");
+            let t = [TraceAccess {
+                va,
+                access: Access::Read,
+                size: 8,
+            }];
+            assert_eq!(k.access_batch(p, &t, &mut [0]), Err((0, segv)), "{va}");
+        }
+        assert_eq!(
+            k.load_u64(p, VirtAddr(0x1000_0000)),
+            Ok(42),
+            "not stored over"
+        );
+    }
+}
+
+#[test]
+fn the_process_with_the_last_asid_gets_sigsegv_at_the_last_page_number() {
+    // ASIDs are handed out in order: after 65534 processes, the next one has 0xffff.
+    let mut k = Kernel::new(MachineConfig::with_ram(16 << 20));
+    for _ in 1..0xffff {
+        let q = k.spawn().unwrap();
+        k.exit(q).unwrap();
+    }
+    let p = k.spawn().unwrap();
+    // The page number of all 48 ones, in an empty TLB.
+    let va = VirtAddr(0x0fff_ffff_ffff_f000);
+    let segv = Signal::Segv {
+        addr: va,
+        code: vmem::SegvCode::MapErr,
+    };
+    assert_eq!(k.load_u64(p, va), Err(segv));
+    assert_eq!(k.load(p, va, &mut [0; 8]), Err(segv));
+    let t = [TraceAccess {
+        va,
+        access: Access::Read,
+        size: 8,
+    }];
+    assert_eq!(k.access_batch(p, &t, &mut [0]), Err((0, segv)));
+}
