@@ -324,10 +324,11 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
     let mut seen = 0u64;
     // The page of the last record and whether it was a fetch: most records repeat it.
     let mut last_page = (u64::MAX, false);
-    while let Some((rec, _)) = r.next()? {
-        if o.limit.is_some_and(|l| seen >= l) {
+    // The limit is checked before a line is read: the lines after it are never parsed.
+    while o.limit.is_none_or(|l| seen < l) {
+        let Some((rec, _)) = r.next()? else {
             break;
-        }
+        };
         seen += 1;
         let exec = rec.kind == Kind::Instr;
         let (first, last) = (

@@ -212,3 +212,20 @@ fn pages_a_process_cannot_map_raise_sigsegv_at_their_lines() {
         "the store after them ran"
     );
 }
+
+#[test]
+fn limit_stops_before_reading_the_lines_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cut.lackey");
+    // A trace whose writer was killed: the last line is cut short.
+    std::fs::write(&p, "I  00400000,4\n L 00600000,8\n S 0060").unwrap();
+    let p = p.to_str().unwrap();
+    let j = json(&["replay", p, "--json", "--limit", "2"]);
+    assert_eq!((&j["records"], &j["loads"]), (&2.into(), &1.into()));
+    let j = json(&["replay", p, "--json", "--limit", "0"]);
+    assert_eq!((&j["records"], &j["tlb_misses"]), (&0.into(), &0.into()));
+    // Without the limit the cut line is an error.
+    let o = vmem(&["replay", p]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cut.lackey:3: no `,SIZE`"));
+}
