@@ -11,7 +11,8 @@
 //! first access to each page faults (a zero-fill), as a fresh process's would. Pages a
 //! process could not map (below `mmap_min_addr`, from `TASK_SIZE` up) stay unmapped: the
 //! records that touch them raise SIGSEGV. A modify
-//! (`M`) is a load and then a store of the same bytes; stores write zeros.
+//! (`M`) is a load and then a store of the same bytes (one instruction: when the load
+//! faults, the store does not run); stores write zeros.
 
 use crate::narrate::{Mode, Out, Tap};
 use crate::report::{EXIT_SCRIPT, EXIT_USAGE};
@@ -496,7 +497,13 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
                         done = true;
                         break;
                     }
-                    i += j + 1;
+                    let x = i + j;
+                    // A modify is one instruction: when its load faults, its store (the
+                    // next access, from the same line) does not run.
+                    let modify_load = batch[x].access == Access::Read
+                        && lines.get(x + 1) == Some(&lines[x])
+                        && batch[x + 1].access == Access::Write;
+                    i = x + 1 + usize::from(modify_load);
                 }
             }
         }

@@ -229,3 +229,21 @@ fn limit_stops_before_reading_the_lines_after_it() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cut.lackey:3: no `,SIZE`"));
 }
+
+#[test]
+fn a_modify_that_faults_is_one_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.lackey");
+    // A modify below mmap_min_addr: its load faults, and the instruction ends there.
+    std::fs::write(&p, " M 00001000,8\n M 00400000,8\n").unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("m.lackey:1: SIGSEGV").count(), 1, "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["signals"], 1);
+    assert_eq!(j["counters"]["signals"], 1);
+    // The modify of a mapped page loads and stores.
+    assert_eq!(j["counters"]["mapped_loads"], 8);
+    assert_eq!(j["counters"]["mapped_stores"], 8);
+}
