@@ -247,3 +247,20 @@ fn a_modify_that_faults_is_one_signal() {
     assert_eq!(j["counters"]["mapped_loads"], 8);
     assert_eq!(j["counters"]["mapped_stores"], 8);
 }
+
+#[test]
+fn an_address_with_its_top_bits_set_is_not_the_page_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("top.lackey");
+    // 0x400000 is mapped and in the TLB; 0xf000000000400000 is no user address.
+    std::fs::write(&p, "I  00400000,4\n L f000000000400000,8\n").unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("top.lackey:2: SIGSEGV (SEGV_MAPERR) at 0xf000000000400000"),
+        "{err}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["signals"], 1);
+}
