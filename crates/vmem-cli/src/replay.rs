@@ -682,6 +682,57 @@ mod tests {
         }
     }
 
+    /// Every line reads the same with a CRLF ending as with LF: the fast parser never
+    /// takes a line ending in CR, so the careful one reads it, and the two must agree on
+    /// every line the fast one takes (and the careful one alone decides the rest).
+    #[test]
+    fn lines_parse_the_same_with_crlf_endings() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        const ODD: &[u8] = b"0123456789abcdefABCDEFxXg+-, \t=ILSM\r\0";
+        let mut fast = 0;
+        for _ in 0..200_000 {
+            // A record as Lackey writes it, then (half the time) one to three bytes
+            // replaced, inserted or removed.
+            let mut line: Vec<u8> = [&b"I  "[..], b" L ", b" S ", b" M "][next(4)].to_vec();
+            for _ in 0..1 + next(17) {
+                line.push(b"0123456789abcdef"[next(16)]);
+            }
+            line.push(b',');
+            for _ in 0..1 + next(4) {
+                line.push(b'0' + next(10) as u8);
+            }
+            if next(2) == 0 {
+                for _ in 0..1 + next(3) {
+                    let at = next(line.len() + 1);
+                    let b = ODD[next(ODD.len())];
+                    match next(3) {
+                        0 if at < line.len() => line[at] = b,
+                        1 if at < line.len() => {
+                            line.remove(at);
+                        }
+                        _ => line.insert(at, b),
+                    }
+                }
+            }
+            if line.ends_with(b"\r") {
+                continue;
+            }
+            let line = String::from_utf8(line).unwrap();
+            let lf = parse_line(line.as_bytes());
+            let crlf = parse_line(format!("{line}\r").as_bytes());
+            assert_eq!(lf, crlf, "{line:?}");
+            fast += usize::from(parse_record_fast(line.as_bytes()).is_some());
+        }
+        // The fast parser took a good share of them.
+        assert!(fast > 10_000, "{fast}");
+    }
+
     #[test]
     fn areas_join_small_gaps_and_keep_exec() {
         let pages: HashMap<u64, bool> = [
