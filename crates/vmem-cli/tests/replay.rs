@@ -212,3 +212,55 @@ fn pages_a_process_cannot_map_raise_sigsegv_at_their_lines() {
         "the store after them ran"
     );
 }
+
+#[test]
+fn limit_stops_before_reading_the_lines_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cut.lackey");
+    // A trace whose writer was killed: the last line is cut short.
+    std::fs::write(&p, "I  00400000,4\n L 00600000,8\n S 0060").unwrap();
+    let p = p.to_str().unwrap();
+    let j = json(&["replay", p, "--json", "--limit", "2"]);
+    assert_eq!((&j["records"], &j["loads"]), (&2.into(), &1.into()));
+    let j = json(&["replay", p, "--json", "--limit", "0"]);
+    assert_eq!((&j["records"], &j["tlb_misses"]), (&0.into(), &0.into()));
+    // Without the limit the cut line is an error.
+    let o = vmem(&["replay", p]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cut.lackey:3: no `,SIZE`"));
+}
+
+#[test]
+fn a_modify_that_faults_is_one_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.lackey");
+    // A modify below mmap_min_addr: its load faults, and the instruction ends there.
+    std::fs::write(&p, " M 00001000,8\n M 00400000,8\n").unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("m.lackey:1: SIGSEGV").count(), 1, "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["signals"], 1);
+    assert_eq!(j["counters"]["signals"], 1);
+    // The modify of a mapped page loads and stores.
+    assert_eq!(j["counters"]["mapped_loads"], 8);
+    assert_eq!(j["counters"]["mapped_stores"], 8);
+}
+
+#[test]
+fn an_address_with_its_top_bits_set_is_not_the_page_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("top.lackey");
+    // 0x400000 is mapped and in the TLB; 0xf000000000400000 is no user address.
+    std::fs::write(&p, "I  00400000,4\n L f000000000400000,8\n").unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("top.lackey:2: SIGSEGV (SEGV_MAPERR) at 0xf000000000400000"),
+        "{err}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["signals"], 1);
+}

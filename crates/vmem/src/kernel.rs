@@ -938,7 +938,10 @@ impl Kernel {
         if self.events.enabled() {
             self.trace_bus(false, buf);
         }
-        self.live(pid).stats.mapped_loads += n as u64;
+        // A process that is not alive gets here only with nothing loaded (0 bytes).
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.mapped_loads += n as u64;
+        }
         Ok(())
     }
 
@@ -970,7 +973,10 @@ impl Kernel {
         if self.events.enabled() {
             self.trace_bus(true, data);
         }
-        self.live(pid).stats.mapped_stores += data.len() as u64;
+        // A process that is not alive gets here only with nothing stored (0 bytes).
+        if let Ok(p) = self.proc_mut(pid) {
+            p.stats.mapped_stores += data.len() as u64;
+        }
         Ok(())
     }
 

@@ -43,6 +43,12 @@ impl TlbEntry {
 
     #[inline(always)]
     fn key(asid: Asid, vpn: Vpn) -> u64 {
+        // No geometry translates a page number of more than 45 bits (5-level paging:
+        // 57-bit addresses). A longer one would lose its top bits in the shift and find
+        // the entry of the page below it (an address with bits 60..63 set), or with ASID
+        // 0xffff match an empty way's INVALID key: it takes ASID 0, which no entry has,
+        // and always misses.
+        let asid = if vpn.0 >> 46 == 0 { asid } else { 0 };
         (vpn.0 << 16) | asid as u64
     }
 
