@@ -43,12 +43,6 @@ impl TlbEntry {
 
     #[inline(always)]
     fn key(asid: Asid, vpn: Vpn) -> u64 {
-        // No geometry translates a page number of more than 45 bits (5-level paging:
-        // 57-bit addresses). A longer one would lose its top bits in the shift and find
-        // the entry of the page below it (an address with bits 60..63 set), or with ASID
-        // 0xffff match an empty way's INVALID key: it takes ASID 0, which no entry has,
-        // and always misses.
-        let asid = if vpn.0 >> 46 == 0 { asid } else { 0 };
         (vpn.0 << 16) | asid as u64
     }
 
@@ -70,6 +64,10 @@ impl TlbEntry {
         PhysAddr((self.val & !Self::FLAG_MASK) | offset)
     }
 }
+
+/// Bits of the longest page number any geometry translates (5-level paging: 57-bit
+/// addresses, 4 KiB pages). Keys hold the page number in bits 16..61.
+const MAX_VPN_BITS: u32 = 45;
 
 /// Slots of the lookaside copy (a power of two).
 const L0_SLOTS: usize = 512;
@@ -182,6 +180,12 @@ impl Tlb {
     /// which way holds it: random addresses cause no branch mispredictions.
     #[inline(always)]
     pub fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
+        if vpn.0 >> MAX_VPN_BITS != 0 {
+            // No geometry translates it, and its key would lose its top bits in the shift
+            // and find the entry of the page below it (an address with bits 60..63 set),
+            // or with ASID 0xffff match an empty way's INVALID key.
+            return None;
+        }
         let key = TlbEntry::key(asid, vpn);
         let e = self.l0[Self::l0_slot(key)];
         if e.key == key {
@@ -227,6 +231,7 @@ impl Tlb {
 
     #[inline(always)]
     fn insert_as(&mut self, asid: Asid, vpn: Vpn, pfn: Pfn, flags: u8, missing: bool) {
+        debug_assert!(vpn.0 >> MAX_VPN_BITS == 0, "no walk translates {vpn:?}");
         let key = TlbEntry::key(asid, vpn);
         let e = TlbEntry {
             key,
