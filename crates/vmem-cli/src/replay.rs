@@ -75,7 +75,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Record>, String> {
              or ` M ADDR,SIZE`, hexadecimal address, decimal size; run valgrind with \
              --tool=lackey --trace-mem=yes --log-file=FILE so that the program's own output \
              stays out of the trace)",
-            String::from_utf8_lossy(line)
+            shown(line)
         ))
     };
     let rest = line.trim_ascii_start();
@@ -92,13 +92,16 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Record>, String> {
     };
     let (a, s) = (&rest[..comma], &rest[comma + 1..]);
     let a = a.strip_prefix(b"0x").unwrap_or(a);
-    let addr = match std::str::from_utf8(a)
-        .ok()
-        .filter(|a| !a.is_empty() && a.len() <= 16)
-        .and_then(|a| u64::from_str_radix(a, 16).ok())
-    {
-        Some(v) => v,
-        None => return bad("the address is not hexadecimal"),
+    if a.is_empty() || !a.iter().all(u8::is_ascii_hexdigit) {
+        return bad("the address is not hexadecimal");
+    }
+    // All hexadecimal digits, so UTF-8; leading zeros do not count against 64 bits.
+    let digits = std::str::from_utf8(a)
+        .unwrap_or_default()
+        .trim_start_matches('0');
+    let addr = match u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16) {
+        Ok(v) => v,
+        Err(_) => return bad("the address does not fit in 64 bits"),
     };
     let size = match std::str::from_utf8(s)
         .ok()
@@ -162,6 +165,15 @@ fn parse_record_fast(line: &[u8]) -> Option<Record> {
         addr,
         size: size as u8,
     })
+}
+
+/// A line as an error message quotes it: at most 120 characters.
+fn shown(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    match text.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], line.len()),
+        None => text.into_owned(),
+    }
 }
 
 /// A trace being read in large blocks: its path (as given) and the current line number.
@@ -676,6 +688,7 @@ mod tests {
             b" X 1000,4",
             b" L ffffffffffffffff,8",
             b" L 10000000000000000,8",
+            b" L +1000,8",
         ] {
             let e = parse_line(bad).unwrap_err();
             assert!(e.contains("Lackey record"), "{e}");
@@ -731,6 +744,17 @@ mod tests {
         }
         // The fast parser took a good share of them.
         assert!(fast > 10_000, "{fast}");
+    }
+
+    #[test]
+    fn leading_zeros_and_long_lines() {
+        let r = parse_line(b" L 00000000000000001000,8").unwrap().unwrap();
+        assert_eq!((r.addr, r.size), (0x1000, 8));
+        assert_eq!(parse_line(b" L 0000,8").unwrap().unwrap().addr, 0);
+        let long = vec![b'x'; 1 << 20];
+        let e = parse_line(&long).unwrap_err();
+        assert!(e.contains("... (1048576 bytes)"), "{}", &e[..200]);
+        assert!(e.len() < 1000, "{} bytes of message", e.len());
     }
 
     #[test]
