@@ -18,9 +18,9 @@
 //! ends the block: the block's data moves first, then that access runs alone, through the
 //! same code as a single access (fault handling may reclaim and reuse frames).
 
-use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::addr::{PhysAddr, VirtAddr};
 use crate::hw::mmu::{self, Access, HwFault};
-use crate::kernel::Kernel;
+use crate::kernel::{short_path_refuses, Kernel};
 use crate::process::Pid;
 use crate::signal::Signal;
 
@@ -106,10 +106,11 @@ impl Kernel {
         let ram = self.phys.ram_bytes();
         for (j, a) in block.iter().enumerate() {
             let n = u64::from(a.size);
-            if n == 0 || n > BLOCK_MAX_SIZE || a.va.page_offset() + n > PAGE_SIZE {
+            // Empty, large, crossing a page or untranslatable: the general path.
+            if n.wrapping_sub(1) >= BLOCK_MAX_SIZE || short_path_refuses(a.va, n) {
                 return (j, Some(None));
             }
-            let pa = match self.tlb.lookup(self.hot_asid, a.va.vpn()) {
+            let pa = match self.tlb.lookup_translatable(self.hot_asid, a.va.vpn()) {
                 Some(e) if mmu::tlb_allows(&e, a.access) => {
                     let pa = e.pa(a.va.page_offset());
                     if pa.0 + n > ram {

@@ -78,6 +78,14 @@ pub struct Kernel {
     pub(crate) hot: HotCounts,
 }
 
+/// Whether the short path must leave an access of `n` bytes at `va` to the full one: it
+/// crosses a page, or no geometry translates it (one test for both: the bits of the page
+/// offset and those above [`Tlb::TRANSLATABLE_VA`]).
+#[inline(always)]
+pub(crate) fn short_path_refuses(va: VirtAddr, n: u64) -> bool {
+    va.0 & (!(crate::hw::tlb::Tlb::TRANSLATABLE_VA - 1) | (PAGE_SIZE - 1)) > PAGE_SIZE - n
+}
+
 /// No process (`Kernel::hot_pid`).
 const NO_PID: u32 = u32::MAX;
 
@@ -689,7 +697,7 @@ impl Kernel {
         pid: Pid,
         va: VirtAddr,
     ) -> Option<Result<[u8; N], Signal>> {
-        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+        if !self.fast_path || short_path_refuses(va, N as u64) {
             return None;
         }
         if pid.0 != self.hot_pid {
@@ -698,7 +706,7 @@ impl Kernel {
                 return None;
             }
         }
-        match self.tlb.lookup(self.hot_asid, va.vpn()) {
+        match self.tlb.lookup_translatable(self.hot_asid, va.vpn()) {
             // Any cached translation allows a load.
             Some(e) => {
                 let b = self.phys.ram_array::<N>(e.pa(va.page_offset()))?;
@@ -809,7 +817,7 @@ impl Kernel {
         va: VirtAddr,
         b: [u8; N],
     ) -> Option<Result<(), Signal>> {
-        if !self.fast_path || va.page_offset() > PAGE_SIZE - N as u64 {
+        if !self.fast_path || short_path_refuses(va, N as u64) {
             return None;
         }
         if pid.0 != self.hot_pid {
@@ -818,7 +826,7 @@ impl Kernel {
                 return None;
             }
         }
-        match self.tlb.lookup(self.hot_asid, va.vpn()) {
+        match self.tlb.lookup_translatable(self.hot_asid, va.vpn()) {
             Some(e) if mmu::tlb_allows(&e, Access::Write) => {
                 if !self.phys.ram_write_array(e.pa(va.page_offset()), b) {
                     return None;

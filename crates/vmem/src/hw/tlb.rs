@@ -69,6 +69,11 @@ impl TlbEntry {
 /// addresses, 4 KiB pages). Keys hold the page number in bits 16..61.
 const MAX_VPN_BITS: u32 = 45;
 
+impl Tlb {
+    /// One past the highest address any geometry translates (57 bits: 5-level paging).
+    pub const TRANSLATABLE_VA: u64 = 1 << (MAX_VPN_BITS + 12);
+}
+
 /// Slots of the lookaside copy (a power of two).
 const L0_SLOTS: usize = 512;
 
@@ -186,6 +191,15 @@ impl Tlb {
             // or with ASID 0xffff match an empty way's INVALID key.
             return None;
         }
+        self.lookup_translatable(asid, vpn)
+    }
+
+    /// [`Tlb::lookup`] for a page number the caller has already checked is below
+    /// [`Tlb::TRANSLATABLE_VA`] (as an address; the short paths fold that test into their
+    /// page-offset test).
+    #[inline(always)]
+    pub fn lookup_translatable(&self, asid: Asid, vpn: Vpn) -> Option<TlbEntry> {
+        debug_assert!(vpn.0 >> MAX_VPN_BITS == 0, "{vpn:?} is not translatable");
         let key = TlbEntry::key(asid, vpn);
         let e = self.l0[Self::l0_slot(key)];
         if e.key == key {
