@@ -93,8 +93,8 @@ const NO_PID: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct HotCounts {
     pub(crate) tlb_hits: u64,
-    tlb_misses: u64,
-    page_walks: u64,
+    /// TLB misses of the short path, each with its page walk (counted in both).
+    refills: u64,
     pub(crate) mapped_loads: u64,
     pub(crate) mapped_stores: u64,
 }
@@ -102,8 +102,8 @@ pub(crate) struct HotCounts {
 impl HotCounts {
     fn add_to(self, c: &mut Counters) {
         c.tlb_hits += self.tlb_hits;
-        c.tlb_misses += self.tlb_misses;
-        c.page_walks += self.page_walks;
+        c.tlb_misses += self.refills;
+        c.page_walks += self.refills;
         c.mapped_loads += self.mapped_loads;
         c.mapped_stores += self.mapped_stores;
     }
@@ -799,8 +799,7 @@ impl Kernel {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, (mmu::HwFault, Option<PhysAddr>)> {
-        self.hot.tlb_misses += 1;
-        self.hot.page_walks += 1;
+        self.hot.refills += 1;
         let ctx = Context {
             asid: self.hot_asid,
             root: self.hot_root,

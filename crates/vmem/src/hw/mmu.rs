@@ -259,9 +259,10 @@ fn fill_x86_64(
     if updated != raw {
         phys.write_u64(pte_pa, updated);
     }
-    // Writable (bit 1) -> 1, Dirty (bit 6) -> 2, NX (bit 63) -> 4.
-    let flags =
-        ((updated >> 1) & 1) as u8 | ((updated >> 5) & 2) as u8 | ((updated >> 61) & 4) as u8;
+    // Writable and Dirty stay where the PTE has them (bits 1 and 6); NX (bit 63) -> bit 2.
+    const _: () =
+        assert!(TlbEntry::WRITABLE as u64 == Pte::WRITABLE && TlbEntry::DIRTY as u64 == Pte::DIRTY);
+    let flags = (updated & (Pte::WRITABLE | Pte::DIRTY)) as u8 | ((updated >> 61) & 4) as u8;
     let mut pfn = pte.pfn();
     if huge {
         // A huge page: the 4 KiB page of it that `va` is in.

@@ -31,12 +31,14 @@ pub struct TlbEntry {
 }
 
 impl TlbEntry {
-    /// Writes allowed.
-    pub const WRITABLE: u8 = 1;
-    /// The PTE's Dirty bit is already set (a write needs no walk).
-    pub const DIRTY: u8 = 2;
+    /// Writes allowed (the bit of an x86-64 PTE's R/W, so that a refill copies it).
+    pub const WRITABLE: u8 = 0x02;
+    /// The PTE's Dirty bit is already set (a write needs no walk); the PTE's own bit too.
+    pub const DIRTY: u8 = 0x40;
     /// Instruction fetch forbidden.
-    pub const NX: u8 = 4;
+    pub const NX: u8 = 0x04;
+    /// Every flag.
+    pub const FLAGS: u8 = Self::WRITABLE | Self::DIRTY | Self::NX;
     /// Set in every valid entry's value word, so a valid entry's value is never zero.
     const VALID: u64 = 8;
     const FLAG_MASK: u64 = (1 << PAGE_SHIFT) - 1;
@@ -55,7 +57,7 @@ impl TlbEntry {
     /// [`TlbEntry::WRITABLE`] etc.
     #[inline(always)]
     pub fn flags(&self) -> u8 {
-        (self.val & 7) as u8
+        (self.val & u64::from(Self::FLAGS)) as u8
     }
 
     /// The physical address of byte `offset` of the page.
@@ -249,7 +251,7 @@ impl Tlb {
         let key = TlbEntry::key(asid, vpn);
         let e = TlbEntry {
             key,
-            val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & 7) | TlbEntry::VALID,
+            val: (pfn.0 << PAGE_SHIFT) | u64::from(flags & TlbEntry::FLAGS) | TlbEntry::VALID,
         };
         let set = (vpn.0 & self.set_mask) as usize;
         if let Some(s) = self.quads.get_mut(set) {
@@ -554,7 +556,7 @@ mod tests {
                     self.victim[si] = (w + 1) % ways;
                     w
                 });
-            set[way] = Some((asid, vpn, pfn, flags & 7));
+            set[way] = Some((asid, vpn, pfn, flags & TlbEntry::FLAGS));
         }
         fn lookup(&self, asid: Asid, vpn: Vpn) -> Option<(Pfn, u8)> {
             let set = &self.sets[(vpn.0 % self.sets.len() as u64) as usize];
