@@ -13,7 +13,7 @@
 //! rounds of independent arithmetic (12.5 instructions each) between loads, and prints
 //! loads per second for each filler. With callgrind, a load costs 33 instructions with
 //! filler 0, 68 with 2, 93 with 4, 143 with 8 and 243 with 16; the model's walked load is
-//! about 214 (`bench_paths walk`).
+//! about 210 (`bench_paths walk`).
 //!
 //! `cargo run --release -p vmem --example walk_bound -- [MIB] [FILLER ...]`
 //!
