@@ -178,6 +178,17 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Reports the panic the hook recorded as a bug in vmem, in one line.
+fn internal_error() -> i32 {
+    let msg = PANIC
+        .lock()
+        .ok()
+        .and_then(|p| p.clone())
+        .unwrap_or_else(|| "unknown".into());
+    eprintln!("vmem: internal error (a bug in vmem, please report it): {msg}");
+    EXIT_INTERNAL
+}
+
 fn usage_error(msg: &str) -> i32 {
     eprintln!("vmem: {msg}");
     EXIT_USAGE
@@ -213,12 +224,13 @@ fn dispatch(cli: Cli) -> i32 {
                 color: std::io::stdout().is_terminal(),
                 json,
             };
-            match replay::run(&o) {
-                Ok(()) => EXIT_OK,
-                Err((code, e)) => {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay::run(&o))) {
+                Ok(Ok(())) => EXIT_OK,
+                Ok(Err((code, e))) => {
                     eprintln!("vmem: {e}");
                     code
                 }
+                Err(_) => internal_error(),
             }
         }
         Command::Translate {
@@ -414,15 +426,7 @@ fn with_setup(opts: &Opts, mode: Mode, f: impl FnOnce(&Setup) -> i32 + Send) -> 
     });
     match r {
         Ok(Ok(code)) => code,
-        Ok(Err(_)) => {
-            let msg = PANIC
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_else(|| "unknown".into());
-            eprintln!("vmem: internal error (a bug in vmem, please report it): {msg}");
-            EXIT_INTERNAL
-        }
+        Ok(Err(_)) => internal_error(),
         Err(e) => usage_error(&format!("cannot start the script thread: {e}")),
     }
 }

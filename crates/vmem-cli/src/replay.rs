@@ -394,7 +394,7 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
         .filter_map(|a| {
             let start = a.start.max(low);
             let end = (a.start + a.pages).min(high);
-            (start < end).then_some(Area {
+            (start < end).then(|| Area {
                 start,
                 pages: end - start,
                 exec: a.exec,
