@@ -24,18 +24,8 @@ use vmem::{Access, Kernel, Pid, Signal, TraceAccess, VirtAddr, PAGE_SIZE};
 const PAGE: u64 = PAGE_SIZE;
 const HPAGE: u64 = 2 << 20;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod common;
+use common::{batched, one_by_one, Rng};
 
 /// How the accesses of a scenario run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,46 +42,10 @@ fn run_accesses(
     t: &[TraceAccess],
     values: &[u64],
 ) -> Vec<String> {
-    let mut seen: Vec<Result<u64, Signal>> = Vec::new();
-    match mode {
-        Mode::Single => {
-            for (a, &v) in t.iter().zip(values) {
-                let n = usize::from(a.size);
-                let mut b = [0u8; 256];
-                let first8 = |b: &[u8]| {
-                    let mut x = [0u8; 8];
-                    let m = n.min(8);
-                    x[..m].copy_from_slice(&b[..m]);
-                    u64::from_le_bytes(x)
-                };
-                seen.push(match a.access {
-                    Access::Read => k.load(pid, a.va, &mut b[..n]).map(|()| first8(&b)),
-                    Access::Exec => k.fetch(pid, a.va, &mut b[..n]).map(|()| first8(&b)),
-                    Access::Write => {
-                        b[..8].copy_from_slice(&v.to_le_bytes());
-                        k.store(pid, a.va, &b[..n]).map(|()| v)
-                    }
-                });
-            }
-        }
-        Mode::Batch => {
-            let mut vals = values.to_vec();
-            let mut i = 0;
-            while i < t.len() {
-                match k.access_batch(pid, &t[i..], &mut vals[i..]) {
-                    Ok(()) => {
-                        seen.extend(vals[i..].iter().map(|&v| Ok(v)));
-                        i = t.len();
-                    }
-                    Err((j, sig)) => {
-                        seen.extend(vals[i..i + j].iter().map(|&v| Ok(v)));
-                        seen.push(Err(sig));
-                        i += j + 1;
-                    }
-                }
-            }
-        }
-    }
+    let seen = match mode {
+        Mode::Single => one_by_one(k, pid, t, values),
+        Mode::Batch => batched(k, pid, t, values),
+    };
     seen.iter()
         .enumerate()
         .map(|(i, s)| format!("{pid:?} #{i} {:?}: {s:?}", t[i]))

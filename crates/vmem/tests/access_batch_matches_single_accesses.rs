@@ -22,7 +22,7 @@ const DEVICE: u64 = 0x7000_0000;
 const FILE_PAGES: u64 = 40;
 
 mod common;
-use common::Rng;
+use common::{batched, one_by_one as single, Rng};
 
 /// The areas: (base, pages mapped, pages tried: more than mapped reaches a hole or EOF).
 const AREAS: [(u64, u64, u64); 7] = [
@@ -138,53 +138,6 @@ fn trace(seed: u64, n: usize) -> Vec<TraceAccess> {
         });
     }
     out
-}
-
-/// What a run observed: per access, its value or signal.
-type Seen = Vec<Result<u64, Signal>>;
-
-fn single(k: &mut Kernel, p: Pid, t: &[TraceAccess], values: &[u64]) -> Seen {
-    t.iter()
-        .zip(values)
-        .map(|(a, &v)| {
-            let n = usize::from(a.size);
-            let mut b = [0u8; 256];
-            let first8 = |b: &[u8]| {
-                let mut x = [0u8; 8];
-                let m = n.min(8);
-                x[..m].copy_from_slice(&b[..m]);
-                u64::from_le_bytes(x)
-            };
-            match a.access {
-                Access::Read => k.load(p, a.va, &mut b[..n]).map(|()| first8(&b)),
-                Access::Exec => k.fetch(p, a.va, &mut b[..n]).map(|()| first8(&b)),
-                Access::Write => {
-                    b[..8].copy_from_slice(&v.to_le_bytes());
-                    k.store(p, a.va, &b[..n]).map(|()| v)
-                }
-            }
-        })
-        .collect()
-}
-
-fn batched(k: &mut Kernel, p: Pid, t: &[TraceAccess], values: &[u64]) -> Seen {
-    let mut vals = values.to_vec();
-    let mut seen: Seen = Vec::new();
-    let mut i = 0;
-    while i < t.len() {
-        match k.access_batch(p, &t[i..], &mut vals[i..]) {
-            Ok(()) => {
-                seen.extend(vals[i..].iter().map(|&v| Ok(v)));
-                i = t.len();
-            }
-            Err((j, sig)) => {
-                seen.extend(vals[i..i + j].iter().map(|&v| Ok(v)));
-                seen.push(Err(sig));
-                i += j + 1;
-            }
-        }
-    }
-    seen
 }
 
 /// Runs the trace in chunks (with the other process touching memory between chunks)
