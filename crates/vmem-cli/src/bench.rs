@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vmem::consts::*;
-use vmem::{Access, Kernel, MachineConfig, Pid, TraceAccess, VirtAddr, PAGE_SIZE};
+use vmem::{Kernel, MachineConfig, Pid, TraceAccess, VirtAddr, PAGE_SIZE};
 
 const MIB: u64 = 1 << 20;
 
@@ -318,11 +318,7 @@ fn loads(s: &Sizes, bytes: u64) -> (f64, f64, f64) {
     let native: Vec<u64> = (0..bytes / 8).collect();
     let batch: Vec<TraceAccess> = idx
         .iter()
-        .map(|&i| TraceAccess {
-            va: va.add(i * 8),
-            access: Access::Read,
-            size: 8,
-        })
+        .map(|&i| TraceAccess::read(va.add(i * 8), 8))
         .collect();
     let mut values = vec![0u64; batch.len()];
     let k = std::cell::RefCell::new(k);

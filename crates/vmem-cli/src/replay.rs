@@ -451,28 +451,25 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
                 break;
             };
             tally.records += 1;
-            let one = |access| TraceAccess {
-                va: VirtAddr(rec.addr),
-                access,
-                size: rec.size,
-            };
+            let (va, size) = (VirtAddr(rec.addr), rec.size);
             match rec.kind {
                 Kind::Instr => {
                     tally.instr += 1;
-                    batch.push(one(Access::Exec));
+                    batch.push(TraceAccess::fetch(va, size));
                 }
                 Kind::Load => {
                     tally.loads += 1;
-                    batch.push(one(Access::Read));
+                    batch.push(TraceAccess::read(va, size));
                 }
                 Kind::Store => {
                     tally.stores += 1;
-                    batch.push(one(Access::Write));
+                    batch.push(TraceAccess::write(va, size));
                 }
                 Kind::Modify => {
+                    // A load, then a store of the same bytes: two accesses, one line.
                     tally.modifies += 1;
-                    batch.push(one(Access::Read));
-                    batch.push(one(Access::Write));
+                    batch.push(TraceAccess::read(va, size));
+                    batch.push(TraceAccess::write(va, size));
                     lines.push(line);
                 }
             }

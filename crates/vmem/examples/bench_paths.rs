@@ -17,7 +17,7 @@
 
 use std::hint::black_box;
 use vmem::consts::*;
-use vmem::{Access, Kernel, MachineConfig, Pid, TraceAccess, VirtAddr, PAGE_SIZE};
+use vmem::{Kernel, MachineConfig, Pid, TraceAccess, VirtAddr, PAGE_SIZE};
 
 const MIB: u64 = 1 << 20;
 
@@ -69,11 +69,7 @@ fn loads(bytes: u64, n: u64, reps: u64) {
     if std::env::var_os("BATCH").is_some() {
         let batch: Vec<TraceAccess> = idx
             .iter()
-            .map(|&i| TraceAccess {
-                va: va.add(i * 8),
-                access: Access::Read,
-                size: 8,
-            })
+            .map(|&i| TraceAccess::read(va.add(i * 8), 8))
             .collect();
         let mut out = vec![0u64; batch.len()];
         for _ in 0..reps {

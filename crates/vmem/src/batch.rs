@@ -35,6 +35,35 @@ pub struct TraceAccess {
     pub size: u8,
 }
 
+impl TraceAccess {
+    /// A load of `size` bytes at `va`.
+    pub fn read(va: VirtAddr, size: u8) -> TraceAccess {
+        TraceAccess {
+            va,
+            access: Access::Read,
+            size,
+        }
+    }
+
+    /// A store of `size` bytes at `va`.
+    pub fn write(va: VirtAddr, size: u8) -> TraceAccess {
+        TraceAccess {
+            va,
+            access: Access::Write,
+            size,
+        }
+    }
+
+    /// An instruction fetch of `size` bytes at `va`.
+    pub fn fetch(va: VirtAddr, size: u8) -> TraceAccess {
+        TraceAccess {
+            va,
+            access: Access::Exec,
+            size,
+        }
+    }
+}
+
 /// Accesses translated before their data moves (one block of [`Kernel::access_batch`]).
 const BLOCK: usize = 64;
 
