@@ -223,6 +223,7 @@ fn dispatch(cli: Cli) -> i32 {
                 explain,
                 color: std::io::stdout().is_terminal(),
                 json,
+                keep_records: replay::KEPT_RECORDS,
             };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay::run(&o))) {
                 Ok(Ok(())) => EXIT_OK,

@@ -32,6 +32,27 @@ pub const GAP_PAGES: u64 = 16;
 /// Records run per `access_batch` call.
 const CHUNK: usize = 1 << 16;
 
+/// Records pass 1 keeps in memory for pass 2 by default (24 bytes each); a longer trace
+/// is read twice.
+pub const KEPT_RECORDS: usize = 1 << 22;
+
+/// Where pass 2 takes its records from.
+enum Source {
+    /// The records pass 1 kept, with their lines.
+    Kept(std::vec::IntoIter<(Record, u64)>),
+    /// The trace file, read again.
+    File(Reader),
+}
+
+impl Source {
+    fn next(&mut self) -> Result<Option<(Record, u64)>, Failed> {
+        match self {
+            Source::Kept(it) => Ok(it.next()),
+            Source::File(r) => r.next(),
+        }
+    }
+}
+
 /// Signals printed one by one (the rest are counted).
 const SIGNALS_SHOWN: usize = 10;
 
@@ -277,6 +298,9 @@ pub struct Options<'a> {
     pub color: bool,
     /// The report as one JSON object.
     pub json: bool,
+    /// Records pass 1 keeps for pass 2 at most ([`KEPT_RECORDS`]); a longer trace is
+    /// read twice.
+    pub keep_records: usize,
 }
 
 /// An area the replay maps: first page, pages, executable.
@@ -309,6 +333,16 @@ fn areas(pages: &HashMap<u64, bool>) -> Vec<Area> {
     out
 }
 
+/// Where a replay's time went.
+struct Timing {
+    /// In `access_batch`.
+    in_model: Duration,
+    /// In all.
+    total: Duration,
+    /// The trace was too long to keep, and was read twice.
+    read_twice: bool,
+}
+
 /// Counts of what the trace held.
 #[derive(Default, Debug)]
 struct Tally {
@@ -330,19 +364,50 @@ pub fn run(o: &Options) -> Result<(), (i32, String)> {
 type Failed = (i32, String);
 
 fn run_checked(o: &Options) -> Result<(), Failed> {
+    let r = replay(o)?;
+    report(
+        o, &r.k, r.p, &r.areas, r.touched, &r.tally, &r.signals, r.nsignals, r.timing, r.out,
+    )
+}
+
+/// What a replay leaves for its report: the machine and the replayed process, and what
+/// happened.
+struct Replayed {
+    k: Kernel,
+    p: Pid,
+    areas: Vec<Area>,
+    touched: u64,
+    tally: Tally,
+    signals: Vec<(u64, Signal)>,
+    nsignals: u64,
+    timing: Timing,
+    out: Rc<RefCell<Out>>,
+}
+
+/// Reads the trace, maps its pages and runs its accesses.
+fn replay(o: &Options) -> Result<Replayed, Failed> {
     let started = Instant::now();
     // Pass 1: the pages the trace touches.
     let mut pages: HashMap<u64, bool> = HashMap::new();
     let mut r = Reader::open(o.trace)?;
     let mut seen = 0u64;
+    // The records with their lines, kept for pass 2 while there are not too many.
+    let mut kept: Option<Vec<(Record, u64)>> = Some(Vec::new());
     // The page of the last record and whether it was a fetch: most records repeat it.
     let mut last_page = (u64::MAX, false);
     // The limit is checked before a line is read: the lines after it are never parsed.
     while o.limit.is_none_or(|l| seen < l) {
-        let Some((rec, _)) = r.next()? else {
+        let Some((rec, line)) = r.next()? else {
             break;
         };
         seen += 1;
+        if let Some(v) = &mut kept {
+            if v.len() < o.keep_records {
+                v.push((rec, line));
+            } else {
+                kept = None;
+            }
+        }
         let exec = rec.kind == Kind::Instr;
         let (first, last) = (
             rec.addr / PAGE_SIZE,
@@ -428,8 +493,12 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
         })?;
     }
 
-    // Pass 2: the accesses.
-    let mut r = Reader::open(o.trace)?;
+    // Pass 2: the accesses, from the records kept or from the file again.
+    let read_twice = kept.is_none();
+    let mut r = match kept {
+        Some(v) => Source::Kept(v.into_iter()),
+        None => Source::File(Reader::open(o.trace)?),
+    };
     let mut tally = Tally::default();
     let mut batch: Vec<TraceAccess> = Vec::with_capacity(CHUNK + 1);
     let mut lines: Vec<u64> = Vec::with_capacity(CHUNK + 1);
@@ -524,10 +593,21 @@ fn run_checked(o: &Options) -> Result<(), Failed> {
     let total = started.elapsed();
     out.borrow_mut().flush();
     k.set_observer(None);
-    let touched = pages.len() as u64;
-    report(
-        o, &k, p, &areas, touched, &tally, &signals, nsignals, in_model, total, out,
-    )
+    Ok(Replayed {
+        k,
+        p,
+        areas,
+        touched: pages.len() as u64,
+        tally,
+        signals,
+        nsignals,
+        timing: Timing {
+            in_model,
+            total,
+            read_twice,
+        },
+        out,
+    })
 }
 
 /// Prints the replay's report (text or JSON).
@@ -541,10 +621,14 @@ fn report(
     t: &Tally,
     signals: &[(u64, Signal)],
     nsignals: u64,
-    in_model: Duration,
-    total: Duration,
+    timing: Timing,
     out: Rc<RefCell<Out>>,
 ) -> Result<(), Failed> {
+    let Timing {
+        in_model,
+        total,
+        read_twice,
+    } = timing;
     let c = k.process_stats(p).unwrap_or_else(|_| k.stats());
     let (rss, pt) = k
         .mm(p)
@@ -636,9 +720,10 @@ fn report(
         c.minor_faults, c.major_faults, pt, nsignals
     );
     s += &format!(
-        "  time: {:.3} s in all ({:.1} M records/s, reading the trace twice); {:.3} s in the machine ({:.1} M accesses/s)\n",
+        "  time: {:.3} s in all ({:.1} M records/s, reading the trace {}); {:.3} s in the machine ({:.1} M accesses/s)\n",
         total.as_secs_f64(),
         rate(t.records, total),
+        if read_twice { "twice" } else { "once" },
         in_model.as_secs_f64(),
         rate(accesses, in_model)
     );
@@ -752,6 +837,57 @@ mod tests {
         let e = parse_line(&long).unwrap_err();
         assert!(e.contains("... (1048576 bytes)"), "{}", &e[..200]);
         assert!(e.len() < 1000, "{} bytes of message", e.len());
+    }
+
+    #[test]
+    fn a_trace_read_twice_replays_as_one_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.lackey");
+        let mut text = String::from("==1== Lackey\n");
+        for i in 0..5000u64 {
+            let a = 0x40_0000 + (i * 4099) % (64 << 12);
+            text += &match i % 4 {
+                0 => format!("I  {a:08x},4\n"),
+                1 => format!(" L {a:08x},8\n"),
+                2 => format!(" S {a:08x},8\n"),
+                _ => format!(" M {a:08x},4\n"),
+            };
+        }
+        text += " L 00001000,8\n"; // below mmap_min_addr: one SIGSEGV
+        std::fs::write(&path, text).unwrap();
+        let run = |keep_records| {
+            let o = Options {
+                trace: &path,
+                cfg: MachineConfig::default(),
+                limit: None,
+                explain: false,
+                color: false,
+                json: true,
+                keep_records,
+            };
+            let r = replay(&o).unwrap();
+            (
+                r.timing.read_twice,
+                r.k.process_stats(r.p).unwrap(),
+                r.tally.records,
+                r.nsignals,
+                r.signals
+                    .iter()
+                    .map(|(l, s)| format!("{l} {s}"))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (twice, c1, n1, s1, l1) = run(100);
+        let (once, c2, n2, s2, l2) = run(KEPT_RECORDS);
+        assert!(twice && !once);
+        assert_eq!((n1, s1, &l1), (n2, s2, &l2));
+        assert_eq!((n1, s1), (5001, 1));
+        assert_eq!(
+            l1,
+            ["5002 SIGSEGV (SEGV_MAPERR) at 0x1000: address not mapped"]
+        );
+        assert_eq!(c1.fields(), c2.fields());
+        assert!(c1.tlb_hits > 1000 && c1.minor_faults > 10, "{c1:?}");
     }
 
     #[test]
