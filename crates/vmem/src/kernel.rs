@@ -425,8 +425,9 @@ impl Kernel {
     pub(crate) fn hot_or_make(&mut self, pid: Pid) -> bool {
         if pid.0 != self.hot_pid {
             self.make_hot(pid);
+            return pid.0 == self.hot_pid;
         }
-        pid.0 == self.hot_pid
+        true
     }
 
     /// Adds the short path's pending counts to the hot process; no process is hot after.
@@ -700,11 +701,8 @@ impl Kernel {
         if !self.fast_path || short_path_refuses(va, N as u64) {
             return None;
         }
-        if pid.0 != self.hot_pid {
-            self.make_hot(pid);
-            if pid.0 != self.hot_pid {
-                return None;
-            }
+        if !self.hot_or_make(pid) {
+            return None;
         }
         match self.tlb.lookup_translatable(self.hot_asid, va.vpn()) {
             // Any cached translation allows a load.
@@ -819,11 +817,8 @@ impl Kernel {
         if !self.fast_path || short_path_refuses(va, N as u64) {
             return None;
         }
-        if pid.0 != self.hot_pid {
-            self.make_hot(pid);
-            if pid.0 != self.hot_pid {
-                return None;
-            }
+        if !self.hot_or_make(pid) {
+            return None;
         }
         match self.tlb.lookup_translatable(self.hot_asid, va.vpn()) {
             Some(e) if mmu::tlb_allows(&e, Access::Write) => {
