@@ -189,6 +189,24 @@ fn internal_error() -> i32 {
     EXIT_INTERNAL
 }
 
+/// Applies `--config KEY=VALUE` settings to `cfg`, in order: the settings as
+/// (key, value) pairs, or the message for the first bad one.
+fn apply_config_args(
+    args: &[String],
+    cfg: &mut vmem::MachineConfig,
+) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for c in args {
+        let Some((k, v)) = c.split_once('=') else {
+            return Err(format!("--config {c}: expected KEY=VALUE, e.g. ram_mib=16"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        script::apply_config(cfg, k, v).map_err(|e| format!("--config {c}: {e}"))?;
+        pairs.push((k.to_string(), v.to_string()));
+    }
+    Ok(pairs)
+}
+
 fn usage_error(msg: &str) -> i32 {
     eprintln!("vmem: {msg}");
     EXIT_USAGE
@@ -206,15 +224,8 @@ fn dispatch(cli: Cli) -> i32 {
             json,
         } => {
             let mut cfg = vmem::MachineConfig::default();
-            for c in &config {
-                let Some((k, v)) = c.split_once('=') else {
-                    return usage_error(&format!(
-                        "--config {c}: expected KEY=VALUE, e.g. tlb_sets=16"
-                    ));
-                };
-                if let Err(e) = script::apply_config(&mut cfg, k.trim(), v.trim()) {
-                    return usage_error(&format!("--config {c}: {e}"));
-                }
+            if let Err(e) = apply_config_args(&config, &mut cfg) {
+                return usage_error(&e);
             }
             let o = replay::Options {
                 trace: &trace,
@@ -367,19 +378,10 @@ impl Setup {
 /// Checks the options, makes the data directory, and runs `f` on a thread with a large
 /// stack (deeply nested scripts stay within Rhai's own limits, not the thread's).
 fn with_setup(opts: &Opts, mode: Mode, f: impl FnOnce(&Setup) -> i32 + Send) -> i32 {
-    let mut overrides = Vec::new();
-    for c in &opts.config {
-        let Some((k, v)) = c.split_once('=') else {
-            return usage_error(&format!(
-                "--config {c}: expected KEY=VALUE, e.g. ram_mib=16"
-            ));
-        };
-        let mut cfg = vmem::MachineConfig::default();
-        if let Err(e) = script::apply_config(&mut cfg, k.trim(), v.trim()) {
-            return usage_error(&format!("--config {c}: {e}"));
-        }
-        overrides.push((k.trim().to_string(), v.trim().to_string()));
-    }
+    let overrides = match apply_config_args(&opts.config, &mut vmem::MachineConfig::default()) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
     let timeout = match opts.timeout {
         None => None,
         Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => Some(Duration::from_secs_f64(t)),
