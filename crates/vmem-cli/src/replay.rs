@@ -334,6 +334,7 @@ fn areas(pages: &HashMap<u64, bool>) -> Vec<Area> {
 }
 
 /// Where a replay's time went.
+#[derive(Clone, Copy)]
 struct Timing {
     /// In `access_batch`.
     in_model: Duration,
@@ -346,28 +347,29 @@ struct Timing {
 /// Counts of what the trace held.
 #[derive(Default, Debug)]
 struct Tally {
-    records: u64,
     instr: u64,
     loads: u64,
     stores: u64,
     modifies: u64,
 }
 
-/// Runs a replay; `Err` is a message for standard error with the exit status that goes
-/// with it: [`EXIT_USAGE`] for a trace that cannot be opened or read, [`EXIT_SCRIPT`] for
-/// a line that is not a record or an address space the machine refuses.
-pub fn run(o: &Options) -> Result<(), (i32, String)> {
-    run_checked(o)
+impl Tally {
+    /// Records of every kind.
+    fn records(&self) -> u64 {
+        self.instr + self.loads + self.stores + self.modifies
+    }
 }
 
 /// A replay error: the message and its exit status.
 type Failed = (i32, String);
 
-fn run_checked(o: &Options) -> Result<(), Failed> {
-    let r = replay(o)?;
-    report(
-        o, &r.k, r.p, &r.areas, r.touched, &r.tally, &r.signals, r.nsignals, r.timing, r.out,
-    )
+/// Runs a replay and prints its report; `Err` is a message for standard error with the
+/// exit status that goes with it: [`EXIT_USAGE`] for a trace that cannot be opened or
+/// read, [`EXIT_SCRIPT`] for a line that is not a record or an address space the machine
+/// refuses.
+pub fn run(o: &Options) -> Result<(), Failed> {
+    report(o, &replay(o)?);
+    Ok(())
 }
 
 /// What a replay leaves for its report: the machine and the replayed process, and what
@@ -511,7 +513,7 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
         batch.clear();
         lines.clear();
         while batch.len() < CHUNK {
-            if o.limit.is_some_and(|l| tally.records >= l) {
+            if o.limit.is_some_and(|l| tally.records() >= l) {
                 done = true;
                 break;
             }
@@ -519,7 +521,6 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
                 done = true;
                 break;
             };
-            tally.records += 1;
             let (va, size) = (VirtAddr(rec.addr), rec.size);
             match rec.kind {
                 Kind::Instr => {
@@ -611,31 +612,21 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
 }
 
 /// Prints the replay's report (text or JSON).
-#[allow(clippy::too_many_arguments)]
-fn report(
-    o: &Options,
-    k: &Kernel,
-    p: Pid,
-    areas: &[Area],
-    touched: u64,
-    t: &Tally,
-    signals: &[(u64, Signal)],
-    nsignals: u64,
-    timing: Timing,
-    out: Rc<RefCell<Out>>,
-) -> Result<(), Failed> {
+fn report(o: &Options, r: &Replayed) {
+    let (k, p, t, areas) = (&r.k, r.p, &r.tally, &r.areas);
+    let (signals, nsignals, touched) = (&r.signals, r.nsignals, r.touched);
     let Timing {
         in_model,
         total,
         read_twice,
-    } = timing;
+    } = r.timing;
     let c = k.process_stats(p).unwrap_or_else(|_| k.stats());
     let (rss, pt) = k
         .mm(p)
         .map(|m| (m.rss_anon + m.rss_file, m.pt_frames))
         .unwrap_or((0, 0));
     let area_pages: u64 = areas.iter().map(|a| a.pages).sum();
-    let accesses = t.records + t.modifies;
+    let accesses = t.records() + t.modifies;
     let lookups = c.tlb_hits + c.tlb_misses;
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9) / 1e6;
     let cfg = k.config();
@@ -652,7 +643,7 @@ fn report(
     if o.json {
         let j = serde_json::json!({
             "trace": o.trace.display().to_string(),
-            "records": t.records,
+            "records": t.records(),
             "instr": t.instr,
             "loads": t.loads,
             "stores": t.stores,
@@ -678,7 +669,7 @@ fn report(
             "counters": c.fields().into_iter().collect::<HashMap<_, _>>(),
         });
         println!("{j}");
-        return Ok(());
+        return;
     }
     let mut s = String::new();
     let pct = |a: u64, b: u64| {
@@ -691,7 +682,7 @@ fn report(
     s += &format!(
         "vmem replay {}: {} records: {} instruction fetches, {} loads, {} stores, {} modifies\n",
         o.trace.display(),
-        t.records,
+        t.records(),
         t.instr,
         t.loads,
         t.stores,
@@ -722,17 +713,16 @@ fn report(
     s += &format!(
         "  time: {:.3} s in all ({:.1} M records/s, reading the trace {}); {:.3} s in the machine ({:.1} M accesses/s)\n",
         total.as_secs_f64(),
-        rate(t.records, total),
+        rate(t.records(), total),
         if read_twice { "twice" } else { "once" },
         in_model.as_secs_f64(),
         rate(accesses, in_model)
     );
-    let mut w = out.borrow_mut();
+    let mut w = r.out.borrow_mut();
     w.print(&s);
     w.summary(&c, k.frames_in_use(), k.total_frames(), k.pids().len());
     w.flush();
     let _ = std::io::stdout().flush();
-    Ok(())
 }
 
 #[cfg(test)]
@@ -869,7 +859,7 @@ mod tests {
             (
                 r.timing.read_twice,
                 r.k.process_stats(r.p).unwrap(),
-                r.tally.records,
+                r.tally.records(),
                 r.nsignals,
                 r.signals
                     .iter()
