@@ -98,6 +98,7 @@ impl Kernel {
             values.len(),
             "access_batch: one value per access"
         );
+        let mut pas = [PhysAddr(0); BLOCK];
         let mut i = 0;
         while i < batch.len() {
             if !self.fast_walk || !self.hot_or_make(pid) {
@@ -108,7 +109,6 @@ impl Kernel {
                 continue;
             }
             let end = batch.len().min(i + BLOCK);
-            let mut pas = [PhysAddr(0); BLOCK];
             let (j, stop) = self.translate_block(&batch[i..end], &mut pas);
             self.move_block(&batch[i..i + j], &pas[..j], &mut values[i..i + j]);
             i += j;
@@ -205,14 +205,13 @@ impl Kernel {
         };
         let n = usize::from(a.size);
         let stats = &mut self.live(pid).stats;
-        match a.access {
-            Access::Read => stats.mapped_loads += n as u64,
-            Access::Write => stats.mapped_stores += n as u64,
-            Access::Exec => {}
-        }
         if a.access == Access::Write {
+            stats.mapped_stores += n as u64;
             self.phys.cpu_write(pa, &store_bytes(value)[..n]);
             return Ok(value);
+        }
+        if a.access == Access::Read {
+            stats.mapped_loads += n as u64;
         }
         let mut b = [0u8; BLOCK_MAX_SIZE as usize];
         self.phys.cpu_read(pa, &mut b[..n]);
