@@ -29,6 +29,21 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
 
+/// Replays `text` as the trace file `name` (in a temporary directory) that must run to
+/// the end: its report, and what it wrote to standard error (the signals).
+fn replay_text(name: &str, text: &str) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    (
+        serde_json::from_slice(&o.stdout).expect("one JSON object"),
+        err,
+    )
+}
+
 #[test]
 fn six_accesses_fault_and_hit_as_worked_out_by_hand() {
     let t = data("six.lackey");
@@ -178,17 +193,11 @@ fn a_real_programs_trace_replays_without_signals() {
 
 #[test]
 fn pages_a_process_cannot_map_raise_sigsegv_at_their_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("edge.lackey");
     // Below mmap_min_addr, the vsyscall page, the last page under TASK_SIZE.
-    std::fs::write(
-        &p,
+    let (j, err) = replay_text(
+        "edge.lackey",
         "I  00400000,4\n L 00001000,8\n L ffffffffff600000,8\n L 7ffffffff000,8\n S 00400010,8\n",
-    )
-    .unwrap();
-    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
-    assert_eq!(o.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&o.stderr);
+    );
     assert!(
         err.contains("3 pages lie outside what a process may map"),
         "{err}"
@@ -205,7 +214,6 @@ fn pages_a_process_cannot_map_raise_sigsegv_at_their_lines() {
             "{err}"
         );
     }
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["signals"], 3);
     assert_eq!(
         j["counters"]["mapped_stores"], 8,
@@ -232,15 +240,9 @@ fn limit_stops_before_reading_the_lines_after_it() {
 
 #[test]
 fn a_modify_that_faults_is_one_signal() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("m.lackey");
     // A modify below mmap_min_addr: its load faults, and the instruction ends there.
-    std::fs::write(&p, " M 00001000,8\n M 00400000,8\n").unwrap();
-    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
-    assert_eq!(o.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (j, err) = replay_text("m.lackey", " M 00001000,8\n M 00400000,8\n");
     assert_eq!(err.matches("m.lackey:1: SIGSEGV").count(), 1, "{err}");
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["signals"], 1);
     assert_eq!(j["counters"]["signals"], 1);
     // The modify of a mapped page loads and stores.
@@ -250,17 +252,11 @@ fn a_modify_that_faults_is_one_signal() {
 
 #[test]
 fn an_address_with_its_top_bits_set_is_not_the_page_below_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("top.lackey");
     // 0x400000 is mapped and in the TLB; 0xf000000000400000 is no user address.
-    std::fs::write(&p, "I  00400000,4\n L f000000000400000,8\n").unwrap();
-    let o = vmem(&["replay", p.to_str().unwrap(), "--json"]);
-    assert_eq!(o.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (j, err) = replay_text("top.lackey", "I  00400000,4\n L f000000000400000,8\n");
     assert!(
         err.contains("top.lackey:2: SIGSEGV (SEGV_MAPERR) at 0xf000000000400000"),
         "{err}"
     );
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["signals"], 1);
 }
