@@ -13,6 +13,7 @@ use crate::consts::*;
 use crate::errno::{Errno, SysResult};
 use crate::fs::store::Store;
 use crate::fs::{Fd, FileId, FileKind, Inode, InodeId, OpenFile};
+use crate::hw::phys::FrameFlags;
 use crate::kernel::Kernel;
 use crate::process::Pid;
 use std::fs::OpenOptions;
@@ -336,7 +337,7 @@ impl Kernel {
 
     /// Linux `filemap_read`: copies `count` bytes at `pos` out of the page cache, reading
     /// missing pages with read-ahead (`filemap_get_pages`: a synchronous window when the
-    /// next page is missing, the asynchronous one when the last page found carries the
+    /// next page is missing, the asynchronous one when a batch of cached pages ends at the
     /// read-ahead mark).
     pub(crate) fn filemap_read(
         &mut self,
@@ -360,11 +361,26 @@ impl Kernel {
         let mut ra_pages = 0;
         while cur < end {
             let index = cur >> PAGE_SHIFT;
+            // Linux `filemap_get_read_batch`: the cached pages from `index` on, up to and
+            // including the first that carries the read-ahead mark, so that a read meets
+            // every mark on its way (and starts the next window there), not only one that
+            // happens to end the run of cached pages.
             let batch_len = |k: &Kernel| {
                 let ino = k.inode(id);
-                (index..last_index)
-                    .take_while(|i| ino.has_entry(*i))
-                    .count() as u64
+                let mut n = 0;
+                for i in index..last_index {
+                    let marked = match ino.pages.get(&i) {
+                        Some(&pfn) => k.phys.meta(pfn).flags.has(FrameFlags::READAHEAD),
+                        // Not up to date: it ends the batch too.
+                        None if ino.stale.contains(&i) => true,
+                        None => break,
+                    };
+                    n += 1;
+                    if marked {
+                        break;
+                    }
+                }
+                n
             };
             let mut batch = batch_len(self);
             let hit = batch > 0;
@@ -394,7 +410,7 @@ impl Kernel {
                     break;
                 }
                 let pfn = self.read_page_now(Some(pid), id, pg).map_err(io)?;
-                self.phys.meta_mut(pfn).flags.0 |= crate::hw::phys::FrameFlags::REFERENCED;
+                self.phys.meta_mut(pfn).flags.0 |= FrameFlags::REFERENCED;
                 let from = cur.max(page_start);
                 let to = end.min(page_start + PAGE_SIZE);
                 let src = &self.phys.frame_bytes(pfn)
@@ -522,7 +538,7 @@ impl Kernel {
                 [(from - page_start) as usize..(to - page_start) as usize];
             dst.copy_from_slice(&data[(from - pos) as usize..(to - pos) as usize]);
             self.set_page_dirty(pfn);
-            self.phys.meta_mut(pfn).flags.0 |= crate::hw::phys::FrameFlags::REFERENCED;
+            self.phys.meta_mut(pfn).flags.0 |= FrameFlags::REFERENCED;
         }
         if end > old_size {
             self.inode_mut(id).size = end;
