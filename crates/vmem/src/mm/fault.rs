@@ -429,43 +429,46 @@ impl Kernel {
         let events = &mut self.events;
         if geom.format == crate::hw::pte_format::PteFormat::X86_64 {
             // The window's entries as they lie in the table (8-byte x86-64 entries, the
-            // kernel's own layout) and the frames' metadata: one bounds check for the
-            // window, none per entry.
+            // kernel's own layout) and the frames' metadata, borrowed once for the window.
             let (slots, frames) =
                 phys.bytes_and_meta_mut(base_slot, ((last_pg - first_pg + 1) * 8) as usize);
-            pages.for_each_in(first_pg, last_pg, |pg, pfn| {
-                if pg >= size_pages {
-                    return false;
-                }
-                let m = &mut frames[pfn.index()];
-                if pg == fault_pg || m.flags.has(FrameFlags::READAHEAD) {
-                    return true;
-                }
-                let i = (pg - first_pg) as usize * 8;
-                let Some(entry) = slots.get_mut(i..i + 8) else {
-                    return false;
-                };
-                // A not-present entry is never in the TLB, so writing it needs no flush.
-                if entry != [0u8; 8] {
-                    return true;
-                }
-                // get_page.
-                if !m.flags.has(FrameFlags::ZERO) {
-                    m.refcount += 1;
-                }
-                let pte = Pte::new(pfn, flags);
-                entry.copy_from_slice(&pte.0.to_le_bytes());
-                let a = start.add((pg - first_pg) << PAGE_SHIFT);
-                events.emit(|| Event::PteInstall {
-                    pid,
-                    va: a,
-                    pte,
-                    raw: geom.raw_pte(pte),
+            let watched = events.enabled();
+            // Pages at or past the end of the file stay unmapped.
+            let hi = last_pg.min(size_pages.saturating_sub(1));
+            if size_pages > first_pg {
+                pages.for_each_in(first_pg, hi, |pg, pfn| {
+                    let m = &mut frames[pfn.index()];
+                    if pg == fault_pg || m.flags.has(FrameFlags::READAHEAD) {
+                        return true;
+                    }
+                    let i = (pg - first_pg) as usize * 8;
+                    let Some(entry) = slots.get_mut(i..i + 8) else {
+                        return false;
+                    };
+                    // A not-present entry is never in the TLB, so writing it needs no flush.
+                    if *entry != [0u8; 8] {
+                        return true;
+                    }
+                    // get_page.
+                    if !m.flags.has(FrameFlags::ZERO) {
+                        m.refcount += 1;
+                    }
+                    let pte = Pte::new(pfn, flags);
+                    entry.copy_from_slice(&pte.0.to_le_bytes());
+                    mapped += 1;
+                    if watched {
+                        let a = start.add((pg - first_pg) << PAGE_SHIFT);
+                        events.emit(|| Event::PteInstall {
+                            pid,
+                            va: a,
+                            pte,
+                            raw: geom.raw_pte(pte),
+                        });
+                        first.get_or_insert(a);
+                    }
+                    true
                 });
-                first.get_or_insert(a);
-                mapped += 1;
-                true
-            });
+            }
         } else {
             Self::fault_around_decoded(
                 phys,
