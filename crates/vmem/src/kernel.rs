@@ -109,6 +109,78 @@ impl HotCounts {
     }
 }
 
+/// What the short path's refill of a load left unfinished (`load_refilled`), packed in
+/// one word so that its result comes back in registers, not through memory:
+/// the physical address of the leaf entry when a faulting walk reached it (8-byte aligned;
+/// 0 for none, as frame 0 never holds a table) with the reason in its low 3 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Unfinished(u64);
+
+/// [`Unfinished`], unpacked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The default geometry's refill is off (`fast_walk`): the general translation.
+    General,
+    /// Translated (the TLB now holds it), to something other than RAM.
+    NotRam,
+    /// The walk faulted, with the leaf entry's address when it reached the leaf table.
+    Fault(mmu::HwFault, Option<PhysAddr>),
+}
+
+impl Unfinished {
+    const GENERAL: Unfinished = Unfinished(0);
+    const NOT_RAM: Unfinished = Unfinished(1);
+    const PROTECTION: u64 = 2;
+    /// `NOT_PRESENT + level` for levels 0 to 4.
+    const NOT_PRESENT: u64 = 3;
+    const REASON: u64 = 7;
+
+    #[inline(always)]
+    fn fault(hw: mmu::HwFault, slot: Option<PhysAddr>) -> Unfinished {
+        let reason = match hw {
+            mmu::HwFault::Protection => Self::PROTECTION,
+            mmu::HwFault::NotPresent { level } => {
+                debug_assert!(level <= 4, "level {level}");
+                Self::NOT_PRESENT + u64::from(level)
+            }
+        };
+        let slot = slot.map_or(0, |s| s.0);
+        debug_assert!(slot & Self::REASON == 0, "unaligned leaf entry {slot:#x}");
+        Unfinished(slot | reason)
+    }
+
+    fn reason(self) -> Reason {
+        let slot = (self.0 & !Self::REASON != 0).then_some(PhysAddr(self.0 & !Self::REASON));
+        match self.0 & Self::REASON {
+            0 => Reason::General,
+            1 => Reason::NotRam,
+            Self::PROTECTION => Reason::Fault(mmu::HwFault::Protection, slot),
+            r => Reason::Fault(
+                mmu::HwFault::NotPresent {
+                    level: (r - Self::NOT_PRESENT) as u32,
+                },
+                slot,
+            ),
+        }
+    }
+}
+
+/// `N <= 8` bytes as a little-endian value (the zero-extended load).
+#[inline(always)]
+fn value_of<const N: usize>(b: [u8; N]) -> u64 {
+    let mut v = [0u8; 8];
+    v[..N].copy_from_slice(&b);
+    u64::from_le_bytes(v)
+}
+
+/// The first `N <= 8` bytes of a little-endian value ([`value_of`] undone).
+#[inline(always)]
+fn bytes_of<const N: usize>(v: u64) -> [u8; N] {
+    let mut b = [0u8; N];
+    b.copy_from_slice(&v.to_le_bytes()[..N]);
+    b
+}
+
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernel")
@@ -712,54 +784,60 @@ impl Kernel {
                 self.hot.mapped_loads += N as u64;
                 Some(Ok(b))
             }
-            None => Some(self.load_missed::<N>(pid, va)),
+            None => Some(match self.load_refilled::<N>(va) {
+                Ok(v) => Ok(bytes_of(v)),
+                Err(u) => self.load_unfinished(pid, va, u),
+            }),
         }
     }
 
-    /// The short path's TLB miss of a load by the hot process `pid` (`load_fast`). The
-    /// refill that succeeds to RAM is all this function does itself; a fault, a device and
-    /// the general translation are calls, so that the common case saves few registers.
+    /// The short path's TLB miss of a load by the hot process (`load_fast`): the refill
+    /// and the read when the refill succeeds to RAM (the `N <= 8` bytes as a
+    /// little-endian value), which is all it does itself. It calls nothing and its result
+    /// fits in two registers, so that the common case saves and
+    /// restores few registers and passes nothing through memory; what it leaves
+    /// unfinished, [`Kernel::load_unfinished`] finishes.
     #[inline(never)]
-    fn load_missed<const N: usize>(&mut self, pid: Pid, va: VirtAddr) -> Result<[u8; N], Signal> {
+    fn load_refilled<const N: usize>(&mut self, va: VirtAddr) -> Result<u64, Unfinished> {
         if !self.fast_walk {
-            return self.load_missed_general(pid, va);
+            return Err(Unfinished::GENERAL);
         }
         match self.refill_hot(va, Access::Read) {
             Ok(pa) => match self.phys.ram_array::<N>(pa) {
                 Some(b) => {
                     self.hot.mapped_loads += N as u64;
-                    Ok(b)
+                    Ok(value_of(b))
                 }
-                None => self.load_after_refill(pid, pa),
+                None => Err(Unfinished::NOT_RAM),
             },
-            Err((hw, slot)) => self.load_fault(pid, va, hw, slot),
+            Err((hw, slot)) => Err(Unfinished::fault(hw, slot)),
         }
     }
 
-    /// [`Kernel::load_missed`] after its refill faulted: the fault handling and the load.
+    /// The rest of a load [`Kernel::load_refilled`] left unfinished: the general
+    /// translation, the load from a device, or the fault handling and the load.
     #[inline(never)]
-    pub(crate) fn load_fault<const N: usize>(
+    fn load_unfinished<const N: usize>(
         &mut self,
         pid: Pid,
         va: VirtAddr,
-        hw: mmu::HwFault,
-        slot: Option<PhysAddr>,
+        u: Unfinished,
     ) -> Result<[u8; N], Signal> {
-        let pa = self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?;
-        Ok(self.load_after_fault(pid, pa))
+        match u.reason() {
+            Reason::General => self.load_missed_general(pid, va),
+            Reason::NotRam => match self.tlb.lookup(self.hot_asid, va.vpn()) {
+                // The refill just cached the translation.
+                Some(e) => Ok(self.load_after_fault(pid, e.pa(va.page_offset()))),
+                None => self.load_missed_general(pid, va),
+            },
+            Reason::Fault(hw, slot) => {
+                let pa = self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?;
+                Ok(self.load_after_fault(pid, pa))
+            }
+        }
     }
 
-    /// [`Kernel::load_missed`] after a refill to something other than RAM.
-    #[inline(never)]
-    pub(crate) fn load_after_refill<const N: usize>(
-        &mut self,
-        pid: Pid,
-        pa: PhysAddr,
-    ) -> Result<[u8; N], Signal> {
-        Ok(self.load_after_fault(pid, pa))
-    }
-
-    /// [`Kernel::load_missed`] without the default geometry's refill (`fast_walk` off).
+    /// A load's TLB miss without the default geometry's refill (`fast_walk` off).
     #[inline(never)]
     fn load_missed_general<const N: usize>(
         &mut self,
@@ -1401,5 +1479,36 @@ impl Drop for Kernel {
     /// A clean exit writes every dirty page back, as Linux does before power-off.
     fn drop(&mut self) {
         let _ = self.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_refills_unpack_to_what_was_packed() {
+        assert_eq!(Unfinished::GENERAL.reason(), Reason::General);
+        assert_eq!(Unfinished::NOT_RAM.reason(), Reason::NotRam);
+        for slot in [None, Some(PhysAddr(0x1000)), Some(PhysAddr(0x7fff_fff8))] {
+            let mut faults = vec![mmu::HwFault::Protection];
+            faults.extend((0..=4).map(|level| mmu::HwFault::NotPresent { level }));
+            for hw in faults {
+                assert_eq!(
+                    Unfinished::fault(hw, slot).reason(),
+                    Reason::Fault(hw, slot),
+                    "{hw:?} at {slot:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn loaded_values_keep_their_bytes() {
+        assert_eq!(value_of([0xab]), 0xab);
+        assert_eq!(value_of([1, 2, 3, 4]), 0x0403_0201);
+        assert_eq!(bytes_of::<2>(value_of([0xfe, 0xff])), [0xfe, 0xff]);
+        let b = [1, 2, 3, 4, 5, 6, 7, 0xff];
+        assert_eq!(bytes_of::<8>(value_of(b)), b);
     }
 }
