@@ -170,14 +170,11 @@ impl Tlb {
 
     /// Drops `key` from the lookaside copy (it is leaving its set). Without a branch:
     /// whether the slot still holds `key` is as good as random after random refills.
+    /// Only the key changes: no lookup matches `INVALID`, so the value is never read.
     #[inline(always)]
     fn l0_forget(&mut self, key: u64) {
         let e = &mut self.l0[Self::l0_slot(key)];
-        let keep = e.key != key;
-        *e = TlbEntry {
-            key: if keep { e.key } else { INVALID },
-            val: e.val * u64::from(keep),
-        };
+        e.key = if e.key == key { INVALID } else { e.key };
     }
 
     /// The cached translation of `vpn` in `asid`, if any.
