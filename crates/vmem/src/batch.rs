@@ -189,7 +189,7 @@ impl Kernel {
 
     /// The access that ended a block, run alone: from the start through the general
     /// path, or after the refill the block did for it, as the single-access short path
-    /// goes on after its own (`load_missed`, `store_missed`): the fault handling, then the
+    /// goes on after its own (`load_unfinished`, `store_missed`): the fault handling, then the
     /// data at the address it gives, RAM or a device.
     fn finish_alone(
         &mut self,
