@@ -153,3 +153,117 @@ fn page_table_bits_match_with_and_without_an_observer() {
     let huge = u.iter().filter(|l| l.contains("2 MiB page")).count();
     assert!(huge > 0, "no huge PMD in the tables");
 }
+
+/// Random loads and stores over file mappings, shared and private, of a file partly read
+/// into the page cache with read() (so that some pages carry read-ahead marks) and of an
+/// uncached one, with a truncation in the middle; returns the values, the signals, the
+/// counters, the resident pages, every page's entry, the frames in use and the cached
+/// pages. (Written for 4 KiB pages: with 64 KiB ones, fault-around is one page.)
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
+fn file_workload(k: &mut Kernel, dir: &std::path::Path) -> Vec<String> {
+    const PAGES: u64 = 96;
+    let mut seen = Vec::new();
+    let paths: Vec<_> = ["read.bin", "cold.bin"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let data: Vec<u8> = (0..PAGES * PAGE_SIZE).map(|i| (i * 13 + 5) as u8).collect();
+            std::fs::write(&path, data).unwrap();
+            path
+        })
+        .collect();
+    let a = k.spawn().unwrap();
+    let fd = k.open(a, &paths[0], O_RDWR, 0).unwrap();
+    // Part of the first file through read(), 3 pages at a time: windows and marks.
+    for _ in 0..12 {
+        k.read(a, fd, 3 * PAGE_SIZE as usize).unwrap();
+    }
+    let cold = k.open(a, &paths[1], O_RDWR, 0).unwrap();
+    let len = PAGES * PAGE_SIZE;
+    let rw = PROT_READ | PROT_WRITE;
+    let maps = [
+        k.mmap(a, VirtAddr(0), len, rw, MAP_SHARED, fd, 0).unwrap(),
+        k.mmap(a, VirtAddr(0), len, PROT_READ, MAP_PRIVATE, fd, 0)
+            .unwrap(),
+        k.mmap(a, VirtAddr(0), len, rw, MAP_PRIVATE, cold, 0)
+            .unwrap(),
+        k.mmap(a, VirtAddr(0), len, PROT_READ, MAP_SHARED, cold, 0)
+            .unwrap(),
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..6000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let m = maps[(x >> 60) as usize % maps.len()];
+        // Mostly in address order (runs of faults, fault-around, read-ahead marks), some
+        // anywhere.
+        let pg = if x % 4 == 0 {
+            (x >> 8) % PAGES
+        } else {
+            (i / 8) % PAGES
+        };
+        let at = m.add(pg * PAGE_SIZE + (x >> 20) % (PAGE_SIZE - 8));
+        let r = match (x >> 12) % 4 {
+            0 => k.store_u64(a, at, i).map(|_| 0),
+            1 => k.load_u8(a, at).map(u64::from),
+            _ => k.load_u64(a, at),
+        };
+        seen.push(format!("{r:?}"));
+        if i == 3000 {
+            // Shrink the uncached file: its pages past the end raise SIGBUS from now on.
+            k.ftruncate(a, cold, (PAGES / 2 * PAGE_SIZE) as i64)
+                .unwrap();
+        }
+        if i % 500 == 0 {
+            seen.push(format!("{:?}", k.process_stats(a)));
+            let mm = k.mm(a).unwrap();
+            seen.push(format!("rss file {} anon {}", mm.rss_file, mm.rss_anon));
+        }
+    }
+    seen.push(format!("{:?}", k.process_stats(a)));
+    let mm = k.mm(a).unwrap();
+    seen.push(format!("rss file {} anon {}", mm.rss_file, mm.rss_anon));
+    for m in maps {
+        for pg in 0..PAGES {
+            seen.push(format!("{:?}", k.pte_of(a, m.add(pg * PAGE_SIZE))));
+        }
+    }
+    seen.push(format!("frames in use {}", k.frames_in_use()));
+    k.exit(a).unwrap();
+    seen.push(format!("{:?}", k.stats()));
+    seen.push(format!("frames in use {}", k.frames_in_use()));
+    for p in &paths {
+        seen.push(format!("{} cached pages", k.cached_pages(p)));
+    }
+    seen
+}
+
+#[test]
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
+fn file_mappings_count_the_same_with_and_without_an_observer() {
+    let cfg = || MachineConfig::with_ram(8 << 20);
+    let (du, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut unwatched = Kernel::new(cfg());
+    let mut watched = Kernel::new(cfg());
+    watched.set_observer(Some(Box::new(Recorder::default())));
+    let u = file_workload(&mut unwatched, du.path());
+    let w = file_workload(&mut watched, dw.path());
+    assert_eq!(u.len(), w.len());
+    for (i, (u, w)) in u.iter().zip(&w).enumerate() {
+        assert_eq!(u, w, "record {i}");
+    }
+    // The workload reached what it is for: faults on cached pages mapped around, read-ahead
+    // marks met by faults, major faults, copy-on-write, and SIGBUS past the new end.
+    let s = unwatched.stats();
+    assert!(
+        s.minor_faults > 10
+            && s.major_faults > 0
+            && s.fault_around_pages > 100
+            && s.cache_hits > 10
+            && s.readahead_pages > 0
+            && s.cow_faults > 0
+            && s.signals > 0,
+        "{s:?}"
+    );
+}

@@ -55,7 +55,19 @@ impl Kernel {
         pgoff: PgOff,
     ) -> Option<Pfn> {
         let pfn = self.inode(id).pages.get(&pgoff.0).copied();
-        let hit = pfn.is_some();
+        self.count_cache_lookup(pid, id, pgoff, pfn.is_some());
+        pfn
+    }
+
+    /// Counts a page-cache lookup of `pgoff` (for `pid`, or the kernel's own) that found
+    /// the page (`hit`) or not, and tells any observer.
+    pub(crate) fn count_cache_lookup(
+        &mut self,
+        pid: Option<Pid>,
+        id: InodeId,
+        pgoff: PgOff,
+        hit: bool,
+    ) {
         let stats = match pid.and_then(|p| self.proc_mut(p).ok()) {
             Some(p) => &mut p.stats,
             None => &mut self.kstats,
@@ -69,7 +81,6 @@ impl Kernel {
             let file = self.inode(id).path.clone();
             self.events.emit(|| Event::CacheLookup { file, pgoff, hit });
         }
-        pfn
     }
 
     pub(crate) fn add_to_page_cache(&mut self, id: InodeId, pgoff: u64, pfn: Pfn) {

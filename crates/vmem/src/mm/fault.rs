@@ -368,7 +368,15 @@ impl Kernel {
         }
     }
 
-    /// Linux `do_read_fault`: map the cache page read-only, then fault around it.
+    /// Linux `do_read_fault`: map the cache page read-only, and the cached pages around it.
+    ///
+    /// Linux calls `->map_pages()` first and `->fault()` only when that did not map the
+    /// faulting page. With nobody watching, this does the same for a page that is cached,
+    /// up to date and not marked for read-ahead: the window's pass maps it with the others.
+    /// Any other page (and every page when watched, so that the events come in the order
+    /// the explain mode narrates: the lookup, the fault's own entry, then the window) goes
+    /// through `filemap_fault`, which reads it or starts the next read-ahead window; then
+    /// the window is mapped. Either way the counts are the same.
     fn do_read_fault(
         &mut self,
         pid: Pid,
@@ -378,34 +386,79 @@ impl Kernel {
         slot: Option<PhysAddr>,
     ) -> Result<(FaultKind, bool), Signal> {
         let pgoff = vma.pgoff_of(va);
-        let (pfn, major) = self
-            .filemap_fault(pid, id, pgoff, vma)
-            .map_err(|e| page_error(va, e))?;
-        self.get_page(pfn);
-        let slot = match self.install_at(pid, va, slot, pfn, pte_flags(vma, false)) {
-            Ok(slot) => slot,
-            Err(s) => {
-                self.put_page(pfn);
-                return Err(s);
+        let in_window =
+            slot.filter(|&s| !self.events.enabled() && self.map_pages_can_map(id, pgoff, s));
+        let (slot, major) = match in_window {
+            Some(slot) => {
+                // The lookup that finds it, as filemap_fault would have counted it.
+                self.count_cache_lookup(Some(pid), id, pgoff, true);
+                (slot, false)
+            }
+            None => {
+                let (pfn, major) = self
+                    .filemap_fault(pid, id, pgoff, vma)
+                    .map_err(|e| page_error(va, e))?;
+                self.get_page(pfn);
+                let slot = match self.install_at(pid, va, slot, pfn, pte_flags(vma, false)) {
+                    Ok(slot) => slot,
+                    Err(s) => {
+                        self.put_page(pfn);
+                        return Err(s);
+                    }
+                };
+                self.live_mm_rss(pid, 1, 0);
+                (slot, major)
             }
         };
-        self.live_mm_rss(pid, 1, 0);
-        self.do_fault_around(pid, va, vma, id, slot);
+        self.do_fault_around(pid, va, vma, id, slot, in_window.is_some());
         Ok((FaultKind::ReadFault, major))
     }
 
-    /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
-    /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O.
-    /// `slot` is where the PTE of `va` (page-aligned) lives; the window's entries are its
-    /// neighbours in the same leaf table.
-    fn do_fault_around(&mut self, pid: Pid, va: VirtAddr, vma: &Vma, id: InodeId, slot: PhysAddr) {
-        // Like Linux's fault_around_bytes: a power of two, at most one leaf table, so the
-        // aligned window always lies in the table the faulting page's PTE already uses.
+    /// Pages in the fault-around window (Linux's fault_around_bytes: a power of two, at
+    /// most one leaf table, so the aligned window always lies in the table the faulting
+    /// page's entry uses); 1 or less: no fault-around.
+    fn fault_around_window(&self) -> u64 {
         let want = self.cfg.fault_around_pages.min(self.cfg.geometry.entries());
         if want <= 1 {
+            return want;
+        }
+        1 << want.ilog2()
+    }
+
+    /// Whether the window's pass ([`Kernel::do_fault_around`]) would map the faulting page
+    /// `pgoff` itself, whose entry is at `slot`: fault-around is on, the entry is empty,
+    /// and the page is inside the file, cached, up to date and not marked for read-ahead.
+    fn map_pages_can_map(&self, id: InodeId, pgoff: crate::addr::PgOff, slot: PhysAddr) -> bool {
+        if self.fault_around_window() <= 1 || pgoff.0 >= self.size_pages(id) {
+            return false;
+        }
+        let Some(&pfn) = self.inode(id).pages.get(&pgoff.0) else {
+            return false;
+        };
+        !self.phys.meta(pfn).flags.has(FrameFlags::READAHEAD)
+            && self.cfg.geometry.read_pte(&self.phys, slot) == Pte::NONE
+    }
+
+    /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
+    /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O;
+    /// the faulting page too when `with_fault_page` (else the fault mapped it already; it
+    /// is only ever true with nobody watching). `slot` is where the PTE of `va`
+    /// (page-aligned) lives; the window's entries are its neighbours in the same leaf
+    /// table. The faulting page counts in the process's pages but not as one mapped
+    /// around it.
+    fn do_fault_around(
+        &mut self,
+        pid: Pid,
+        va: VirtAddr,
+        vma: &Vma,
+        id: InodeId,
+        slot: PhysAddr,
+        with_fault_page: bool,
+    ) {
+        let n = self.fault_around_window();
+        if n <= 1 {
             return;
         }
-        let n = 1u64 << want.ilog2();
         let window = n << PAGE_SHIFT;
         let start = VirtAddr(va.0 & !(window - 1)).max(vma.start);
         let end = VirtAddr((va.0 & !(window - 1)) + window).min(vma.end);
@@ -414,10 +467,15 @@ impl Kernel {
         // One page-cache range scan; pages carrying the read-ahead mark are left for a
         // fault of their own, which starts the next window.
         let size_pages = self.size_pages(id);
+        // The page the pass leaves alone: the faulting one, unless it maps it too.
         let (first_pg, last_pg, fault_pg) = (
             vma.pgoff_of(start).0,
             vma.pgoff_of(VirtAddr(end.0 - 1)).0,
-            vma.pgoff_of(va).0,
+            if with_fault_page {
+                u64::MAX
+            } else {
+                vma.pgoff_of(va).0
+            },
         );
         let flags = pte_flags(vma, false);
         let mut mapped = 0;
@@ -487,10 +545,19 @@ impl Kernel {
                 &mut mapped,
             );
         }
+        debug_assert!(
+            !with_fault_page || geom.read_pte(&self.phys, slot) != Pte::NONE,
+            "{va}: the window's pass did not map the faulting page"
+        );
         if mapped == 0 {
             return;
         }
         self.live_mm_rss(pid, mapped as i64, 0);
+        // Pages mapped around the faulting one.
+        let mapped = mapped - u64::from(with_fault_page);
+        if mapped == 0 {
+            return;
+        }
         if let Ok(p) = self.proc_mut(pid) {
             p.stats.fault_around_pages += mapped;
         }
