@@ -485,12 +485,11 @@ impl Kernel {
         let pages = &self.inodes[id.0 as usize].pages;
         let phys = &mut self.phys;
         let events = &mut self.events;
-        if geom.format == crate::hw::pte_format::PteFormat::X86_64 {
-            // The window's entries as they lie in the table (8-byte x86-64 entries, the
-            // kernel's own layout) and the frames' metadata, borrowed once for the window.
+        if geom.format == crate::hw::pte_format::PteFormat::X86_64 && !events.enabled() {
+            // Nobody watching, x86-64 entries (the kernel's own layout): the window's
+            // entries and the frames' metadata, borrowed once for the window.
             let (slots, frames) =
                 phys.bytes_and_meta_mut(base_slot, ((last_pg - first_pg + 1) * 8) as usize);
-            let watched = events.enabled();
             // Pages at or past the end of the file stay unmapped.
             let hi = last_pg.min(size_pages.saturating_sub(1));
             if size_pages > first_pg {
@@ -511,19 +510,8 @@ impl Kernel {
                     if !m.flags.has(FrameFlags::ZERO) {
                         m.refcount += 1;
                     }
-                    let pte = Pte::new(pfn, flags);
-                    entry.copy_from_slice(&pte.0.to_le_bytes());
+                    entry.copy_from_slice(&Pte::new(pfn, flags).0.to_le_bytes());
                     mapped += 1;
-                    if watched {
-                        let a = start.add((pg - first_pg) << PAGE_SHIFT);
-                        events.emit(|| Event::PteInstall {
-                            pid,
-                            va: a,
-                            pte,
-                            raw: geom.raw_pte(pte),
-                        });
-                        first.get_or_insert(a);
-                    }
                     true
                 });
             }
@@ -569,8 +557,8 @@ impl Kernel {
         });
     }
 
-    /// The mapping loop of [`Kernel::do_fault_around`] for entry formats other than
-    /// x86-64's (read and written through the geometry).
+    /// The mapping loop of [`Kernel::do_fault_around`] for any entry format (read and
+    /// written through the geometry), telling the observer of each entry it writes.
     #[allow(clippy::too_many_arguments)]
     fn fault_around_decoded(
         phys: &mut crate::hw::phys::PhysMem,
