@@ -101,23 +101,57 @@ fn scenarios() -> Vec<Case> {
     // read() meets every read-ahead mark on its way and clears it (Linux
     // `filemap_get_read_batch` ends a batch at a marked page), so the mapping's
     // fault-around, which skips marked pages, then maps every page: 16 per fault.
-    for (name, chunk) in [
-        ("file_read_whole_then_mapped_256", 256u64),
-        ("file_read_in_32k_chunks_then_mapped_256", 8),
+    // (name, file pages, bytes per read, reads)
+    for (name, pages, chunk, reads) in [
+        ("file_read_whole_then_mapped_256", 256u64, 256 * P, 1),
+        ("file_read_in_32k_chunks_then_mapped_256", 256, 8 * P, 32),
+        ("file_read_in_12k_chunks_then_mapped_256", 256, 3 * P, 86),
+        ("file_first_100_of_256_in_12k_chunks", 256, 3 * P, 33),
+        ("file_read_in_28k_chunks_then_mapped_300", 300, 7 * P, 43),
+        ("file_read_1m_of_40_then_mapped", 40, 256 * P, 1),
     ] {
         v.push((
             name,
-            file(256),
+            file(pages),
             [
                 vec![open0(O_RDONLY)],
-                (0..256 / chunk)
+                (0..reads)
                     .map(|_| Read {
                         fd: 0,
-                        len: (chunk * P) as u32,
+                        len: chunk as u32,
                     })
                     .collect(),
-                vec![map(256, PROT_READ, MAP_SHARED, 0)],
-                touch_loads(256),
+                vec![map(pages, PROT_READ, MAP_SHARED, 0)],
+                touch_loads(pages),
+            ]
+            .concat(),
+        ));
+    }
+    // Growing a file whose last page is partial leaves that page cached but not up to
+    // date; a read() batch ends there too.
+    for (name, chunk) in [
+        ("file_grown_then_read_in_12k_chunks_64", 3 * P),
+        ("file_grown_then_read_whole_64", 64 * P),
+    ] {
+        v.push((
+            name,
+            vec![vec![0x5au8; (10 * P + P / 2) as usize]],
+            [
+                vec![
+                    open0(O_RDWR),
+                    Ftruncate {
+                        fd: 0,
+                        len: (64 * P) as i64,
+                    },
+                ],
+                (0..64 * P / chunk)
+                    .map(|_| Read {
+                        fd: 0,
+                        len: chunk as u32,
+                    })
+                    .collect(),
+                vec![map(64, PROT_READ, MAP_SHARED, 0)],
+                touch_loads(64),
             ]
             .concat(),
         ));

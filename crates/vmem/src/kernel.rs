@@ -793,10 +793,10 @@ impl Kernel {
 
     /// The short path's TLB miss of a load by the hot process (`load_fast`): the refill
     /// and the read when the refill succeeds to RAM (the `N <= 8` bytes as a
-    /// little-endian value), which is all it does itself. It calls nothing and its result
-    /// fits in two registers, so that the common case saves and
-    /// restores few registers and passes nothing through memory; what it leaves
-    /// unfinished, [`Kernel::load_unfinished`] finishes.
+    /// little-endian value), which is all it does itself. When the paging-structure cache
+    /// holds the leaf table it calls nothing, and its result fits in two registers, so
+    /// that the common case saves and restores few registers and passes nothing through
+    /// memory; what it leaves unfinished, [`Kernel::load_unfinished`] finishes.
     #[inline(never)]
     fn load_refilled<const N: usize>(&mut self, va: VirtAddr) -> Result<u64, Unfinished> {
         if !self.fast_walk {
