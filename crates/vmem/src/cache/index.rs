@@ -232,22 +232,11 @@ impl PageIndex {
             return;
         }
         let (first, last) = (lo >> SHIFT, hi >> SHIFT);
-        // One chunk (fault-around, most read-ahead): one lookup, no range walk. One loop
-        // over the chunks either way, so that `f` is called (and inlined) in one place.
-        let (one, (dense, sparse)) = if first == last {
-            (self.chunk(first), (&[][..], None))
-        } else {
-            (None, self.split(first, last))
-        };
-        let chunks = one
-            .map(|c| (first, c))
-            .into_iter()
-            .chain(
-                dense
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| Some((first + i as u64, c.as_deref()?))),
-            )
+        let (dense, sparse) = self.split(first, last);
+        let chunks = dense
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((first + i as u64, c.as_deref()?)))
             .chain(sparse.into_iter().flatten().map(|(&k, c)| (k, &**c)));
         for (key, c) in chunks {
             if !visit(key, c, lo, hi, &mut f) {
