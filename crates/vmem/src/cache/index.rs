@@ -224,6 +224,18 @@ impl PageIndex {
         (dense, sparse)
     }
 
+    /// The slots of pages `[lo, hi]` (`None`: not in the index) when they lie in one
+    /// chunk the index holds, as one slice: a fault-around window, walked with no
+    /// iterator state. `None` when the range spans chunks or its chunk is not held.
+    #[inline]
+    pub fn slots_within(&self, lo: u64, hi: u64) -> Option<&[Option<Pfn>]> {
+        if lo > hi || lo >> SHIFT != hi >> SHIFT {
+            return None;
+        }
+        let c = self.chunk(lo >> SHIFT)?;
+        c.slots.get((lo & MASK) as usize..=(hi & MASK) as usize)
+    }
+
     /// Calls `f(page, frame)` for the pages in `[lo, hi]` in offset order, until it
     /// returns false (the loop form of [`PageIndex::range`], for hot paths).
     #[inline]
@@ -426,6 +438,28 @@ mod tests {
                     got.len() < 3
                 });
                 assert_eq!(got, want[..want.len().min(3)]);
+                // A 16-page window as fault-around takes it, at either end of the
+                // numbers: its slots when it lies in one held chunk, the same pages.
+                for lo in [a, a / 16 * 16, u64::MAX - (x >> 30) % 150] {
+                    let hi = lo.saturating_add(15);
+                    let want: Vec<(u64, Pfn)> =
+                        model.range(lo..=hi).map(|(k, v)| (*k, *v)).collect();
+                    match idx.slots_within(lo, hi) {
+                        Some(slots) => {
+                            assert_eq!(lo >> SHIFT, hi >> SHIFT, "{lo}..={hi}");
+                            let got: Vec<(u64, Pfn)> = (lo..)
+                                .zip(slots)
+                                .filter_map(|(pg, s)| Some((pg, (*s)?)))
+                                .collect();
+                            assert_eq!(got, want, "{lo}..={hi}");
+                        }
+                        None => assert!(
+                            lo >> SHIFT != hi >> SHIFT || want.is_empty(),
+                            "{lo}..={hi}: no slots for a held chunk"
+                        ),
+                    }
+                }
+                assert!(idx.slots_within(b + 1, b).is_none());
                 for (from, end) in [
                     (a, b),
                     (a, a + 200),

@@ -493,7 +493,7 @@ impl Kernel {
             // Pages at or past the end of the file stay unmapped.
             let hi = last_pg.min(size_pages.saturating_sub(1));
             if size_pages > first_pg {
-                pages.for_each_in(first_pg, hi, |pg, pfn| {
+                let mut map_one = |pg: u64, pfn: Pfn| {
                     let m = &mut frames[pfn.index()];
                     if pg == fault_pg || m.flags.has(FrameFlags::READAHEAD) {
                         return true;
@@ -513,7 +513,20 @@ impl Kernel {
                     entry.copy_from_slice(&Pte::new(pfn, flags).0.to_le_bytes());
                     mapped += 1;
                     true
-                });
+                };
+                match pages.slots_within(first_pg, hi) {
+                    // The window in one chunk of the index: a plain loop over its slots.
+                    Some(slots) => {
+                        for (pg, slot) in (first_pg..).zip(slots) {
+                            if let Some(pfn) = *slot {
+                                if !map_one(pg, pfn) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    None => pages.for_each_in(first_pg, hi, map_one),
+                }
             }
         } else {
             Self::fault_around_decoded(
