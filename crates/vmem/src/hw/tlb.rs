@@ -109,7 +109,7 @@ pub struct Tlb {
     psc_gen: u64,
     /// Next way to evict in each set (always `< ways`); for 4-way sets, in bits 0..2, with
     /// the mask of the set's valid ways in bits 4..8 (so that a refill finds a free way
-    /// without comparing every way's tag).
+    /// without comparing every way's tag, and a full set with one compare).
     victim: Box<[u8]>,
 }
 
@@ -126,8 +126,12 @@ pub(crate) const PSC_SLOTS: usize = 512;
 /// both.
 const PSC_GEN_SHIFT: u32 = 43;
 
-/// Bits of a 4-way set's `victim` byte: the mask of valid ways.
+/// Bits of a 4-way set's `victim` byte: the mask of valid ways. (Bits 2 and 3 stay
+/// clear.)
 const VALID_SHIFT: u32 = 4;
+
+/// A 4-way set's `victim` byte with every way valid is at least this.
+const FULL: u8 = 0xf << VALID_SHIFT;
 
 const EMPTY: TlbEntry = TlbEntry {
     key: INVALID,
@@ -261,17 +265,19 @@ impl Tlb {
                     | u32::from(s[3].key == key) << 3
             };
             let v = &mut self.victim[set];
-            let free = (!u32::from(*v) >> VALID_SHIFT) & 0xf;
             let way = if same != 0 {
                 same.trailing_zeros()
-            } else if free != 0 {
+            } else if *v >= FULL {
+                // Every way valid: the round-robin victim, and the next one (the carry
+                // out of bits 0..2 lands in bit 2, which the mask clears).
+                let i = u32::from(*v & 3);
+                *v = v.wrapping_add(1) & (FULL | 3);
+                i
+            } else {
+                let free = (!u32::from(*v) >> VALID_SHIFT) & 0xf;
                 let w = free.trailing_zeros();
                 *v |= 1 << (VALID_SHIFT + w);
                 w
-            } else {
-                let i = u32::from(*v) & 3;
-                *v = (*v & !3) | ((i + 1) & 3) as u8;
-                i
             };
             let old = std::mem::replace(&mut s[(way & 3) as usize], e);
             self.l0_forget(old.key);
