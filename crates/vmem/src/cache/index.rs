@@ -447,10 +447,11 @@ mod tests {
                     match idx.slots_within(lo, hi) {
                         Some(slots) => {
                             assert_eq!(lo >> SHIFT, hi >> SHIFT, "{lo}..={hi}");
-                            let got: Vec<(u64, Pfn)> = (lo..)
+                            let got: Vec<(u64, Pfn)> = (lo..=hi)
                                 .zip(slots)
                                 .filter_map(|(pg, s)| Some((pg, (*s)?)))
                                 .collect();
+                            assert_eq!(slots.len() as u64, hi - lo + 1);
                             assert_eq!(got, want, "{lo}..={hi}");
                         }
                         None => assert!(

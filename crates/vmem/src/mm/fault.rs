@@ -517,9 +517,9 @@ impl Kernel {
                 match pages.slots_within(first_pg, hi) {
                     // The window in one chunk of the index: a plain loop over its slots.
                     Some(slots) => {
-                        for (pg, slot) in (first_pg..).zip(slots) {
+                        for (i, slot) in slots.iter().enumerate() {
                             if let Some(pfn) = *slot {
-                                if !map_one(pg, pfn) {
+                                if !map_one(first_pg + i as u64, pfn) {
                                     break;
                                 }
                             }
