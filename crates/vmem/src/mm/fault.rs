@@ -467,8 +467,9 @@ impl Kernel {
         // One page-cache range scan; pages carrying the read-ahead mark are left for a
         // fault of their own, which starts the next window.
         let size_pages = self.size_pages(id);
-        // The page the pass leaves alone: the faulting one, unless it maps it too.
-        let (first_pg, last_pg, fault_pg) = (
+        // `skip_pg`: the page the pass leaves alone, the faulting one unless it maps it
+        // too.
+        let (first_pg, last_pg, skip_pg) = (
             vma.pgoff_of(start).0,
             vma.pgoff_of(VirtAddr(end.0 - 1)).0,
             if with_fault_page {
@@ -495,7 +496,7 @@ impl Kernel {
             if size_pages > first_pg {
                 let mut map_one = |pg: u64, pfn: Pfn| {
                     let m = &mut frames[pfn.index()];
-                    if pg == fault_pg || m.flags.has(FrameFlags::READAHEAD) {
+                    if pg == skip_pg || m.flags.has(FrameFlags::READAHEAD) {
                         return true;
                     }
                     let i = (pg - first_pg) as usize * 8;
@@ -540,7 +541,7 @@ impl Kernel {
                 size_pages,
                 first_pg,
                 last_pg,
-                fault_pg,
+                skip_pg,
                 flags,
                 &mut first,
                 &mut mapped,
@@ -584,7 +585,7 @@ impl Kernel {
         size_pages: u64,
         first_pg: u64,
         last_pg: u64,
-        fault_pg: u64,
+        skip_pg: u64,
         flags: u64,
         first: &mut Option<VirtAddr>,
         mapped: &mut u64,
@@ -593,7 +594,7 @@ impl Kernel {
             if pg >= size_pages {
                 return false;
             }
-            if pg == fault_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
+            if pg == skip_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
                 return true;
             }
             // A not-present entry is never in the TLB, so writing it needs no flush.
