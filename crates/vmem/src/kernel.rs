@@ -70,8 +70,9 @@ pub struct Kernel {
     /// The process whose TLB hits the short path counts in `hot` rather than in its own
     /// counters (`NO_PID`: none), and its ASID: the short path then needs no process
     /// lookup. Folded into the process's counters when another process accesses memory
-    /// and when it exits; added in whenever counters are read.
-    pub(crate) hot_pid: u32,
+    /// and when it exits; added in whenever counters are read. Wider than a pid, so that
+    /// `NO_PID` equals none: a caller's pid of `u32::MAX` is no process, not the hot one.
+    pub(crate) hot_pid: u64,
     pub(crate) hot_asid: crate::hw::tlb::Asid,
     /// The hot process's root table (an address space keeps its root for its lifetime).
     hot_root: Pfn,
@@ -86,8 +87,8 @@ pub(crate) fn short_path_refuses(va: VirtAddr, n: u64) -> bool {
     va.0 & (!(crate::hw::tlb::Tlb::TRANSLATABLE_VA - 1) | (PAGE_SIZE - 1)) > PAGE_SIZE - n
 }
 
-/// No process (`Kernel::hot_pid`).
-const NO_PID: u32 = u32::MAX;
+/// No process (`Kernel::hot_pid`): no `u32` pid equals it.
+const NO_PID: u64 = u64::MAX;
 
 /// Counts of the TLB-hit short path not yet added to the process's [`Counters`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -462,7 +463,7 @@ impl Kernel {
     /// A process's counters.
     pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
         let mut c = self.proc_ref(pid)?.stats;
-        if pid.0 == self.hot_pid {
+        if u64::from(pid.0) == self.hot_pid {
             self.hot.add_to(&mut c);
         }
         Ok(c)
@@ -486,7 +487,7 @@ impl Kernel {
     pub(crate) fn make_hot(&mut self, pid: Pid) {
         self.fold_hot();
         if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
-            self.hot_pid = pid.0;
+            self.hot_pid = u64::from(pid.0);
             self.hot_asid = p.mm.asid;
             self.hot_root = p.mm.root;
         }
@@ -495,9 +496,9 @@ impl Kernel {
     /// Makes `pid` the hot process of the short path if it can be; whether it is.
     #[inline(always)]
     pub(crate) fn hot_or_make(&mut self, pid: Pid) -> bool {
-        if pid.0 != self.hot_pid {
+        if u64::from(pid.0) != self.hot_pid {
             self.make_hot(pid);
-            return pid.0 == self.hot_pid;
+            return u64::from(pid.0) == self.hot_pid;
         }
         true
     }
@@ -508,9 +509,10 @@ impl Kernel {
         if let Some(Some(p)) = self.procs.get_mut(self.hot_pid as usize) {
             hot.add_to(&mut p.stats);
         }
+        // No pid equals `NO_PID`, so with no hot process the short path is never taken
+        // (it would walk the tables of `hot_root`, which may be gone). ASID 0, which no
+        // process has, is a second guard: a TLB lookup with it misses.
         self.hot_pid = NO_PID;
-        // No process has ASID 0: with no hot process, the short path's lookup misses and
-        // the full path answers (even for a pid equal to `NO_PID`).
         self.hot_asid = 0;
     }
 
@@ -705,7 +707,7 @@ impl Kernel {
     ) -> Result<Result<PhysAddr, mmu::HwFault>, Signal> {
         if NATIVE
             && self.fast_walk
-            && pid.0 == self.hot_pid
+            && u64::from(pid.0) == self.hot_pid
             && self.tlb.lookup(self.hot_asid, va.vpn()).is_none()
         {
             return Ok(self.refill_hot(va, access).map_err(|(hw, _)| hw));
@@ -1405,7 +1407,7 @@ impl Kernel {
         }
         let geom = self.cfg.geometry;
         self.seg_release_all(pid);
-        if pid.0 == self.hot_pid {
+        if u64::from(pid.0) == self.hot_pid {
             self.fold_hot();
         }
         let p = self.procs[pid.0 as usize].take().expect("checked above");

@@ -219,3 +219,31 @@ fn an_exited_process_has_no_mappings_left() {
     assert!(k.store(p, va, b"x").is_err());
     assert_eq!(k.munmap(p, va, 4096), Err(vmem::Errno::ESRCH));
 }
+
+#[test]
+fn a_pid_that_is_no_process_reaches_no_memory() {
+    // Whatever number a caller passes, a pid that names no process has no mappings:
+    // SIGSEGV (MAPERR), never another process's pages, alive or gone. u32::MAX included.
+    let mut k = Kernel::default();
+    let p = k.spawn().unwrap();
+    let va = anon(&mut k, p, PAGE, PROT_READ | PROT_WRITE);
+    k.store_u64(p, va, 0x1234_5678).unwrap();
+    for nobody in [vmem::Pid(u32::MAX), vmem::Pid(999)] {
+        for _ in 0..2 {
+            // Once after `p` used the short path, once after `nobody` did.
+            assert_eq!(k.load_u64(p, va), Ok(0x1234_5678));
+            assert_eq!(k.load_u64(nobody, va), Err(maperr(va)), "{nobody:?}");
+            assert_eq!(k.load_u8(nobody, va), Err(maperr(va)), "{nobody:?}");
+            assert_eq!(k.store_u64(nobody, va, 1), Err(maperr(va)), "{nobody:?}");
+            let mut values = [0u64];
+            let r = k.access_batch(nobody, &[vmem::TraceAccess::read(va, 8)], &mut values);
+            assert_eq!(r, Err((0, maperr(va))), "{nobody:?}");
+            assert_eq!(values, [0]);
+        }
+        assert_eq!(k.load_u64(p, va), Ok(0x1234_5678), "{nobody:?} wrote nothing");
+    }
+    k.exit(p).unwrap();
+    for nobody in [p, vmem::Pid(u32::MAX)] {
+        assert_eq!(k.load_u64(nobody, va), Err(maperr(va)), "{nobody:?}");
+    }
+}
