@@ -240,7 +240,11 @@ fn a_pid_that_is_no_process_reaches_no_memory() {
             assert_eq!(r, Err((0, maperr(va))), "{nobody:?}");
             assert_eq!(values, [0]);
         }
-        assert_eq!(k.load_u64(p, va), Ok(0x1234_5678), "{nobody:?} wrote nothing");
+        assert_eq!(
+            k.load_u64(p, va),
+            Ok(0x1234_5678),
+            "{nobody:?} wrote nothing"
+        );
     }
     k.exit(p).unwrap();
     for nobody in [p, vmem::Pid(u32::MAX)] {
