@@ -63,7 +63,7 @@ pub struct Kernel {
     /// Bus transactions of the access in progress (only kept while observed).
     bus_log: Vec<(PhysAddr, usize, usize)>,
     /// TLB hits may take the short path (see `fast_path_allowed`).
-    pub(crate) fast_path: bool,
+    fast_path: bool,
     /// The short path's TLB misses may take the walk of the default geometry
     /// (`mmu::refill_x86_64_4level`): `fast_path` on a machine with 4-level x86-64 paging.
     pub(crate) fast_walk: bool,
@@ -111,9 +111,10 @@ impl HotCounts {
 }
 
 /// What the short path's refill of a load left unfinished (`load_refilled`), packed in
-/// one word so that its result comes back in registers, not through memory:
-/// the physical address of the leaf entry when a faulting walk reached it (8-byte aligned;
-/// 0 for none, as frame 0 never holds a table) with the reason in its low 3 bits.
+/// one word so that its result comes back in registers, not through memory: an address
+/// with the reason in its low 3 bits. For a fault, the leaf entry's when the walk reached
+/// it (8-byte aligned; 0 for none, as frame 0 never holds a table); for a translation to
+/// something other than RAM, the page's (page-aligned).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Unfinished(u64);
 
@@ -122,15 +123,15 @@ pub(crate) struct Unfinished(u64);
 pub(crate) enum Reason {
     /// The default geometry's refill is off (`fast_walk`): the general translation.
     General,
-    /// Translated (the TLB now holds it), to something other than RAM.
-    NotRam,
+    /// Translated to the page at this physical address, which is not RAM.
+    NotRam(PhysAddr),
     /// The walk faulted, with the leaf entry's address when it reached the leaf table.
     Fault(mmu::HwFault, Option<PhysAddr>),
 }
 
 impl Unfinished {
     const GENERAL: Unfinished = Unfinished(0);
-    const NOT_RAM: Unfinished = Unfinished(1);
+    const NOT_RAM: u64 = 1;
     const PROTECTION: u64 = 2;
     /// `NOT_PRESENT + level` for levels 0 to 4.
     const NOT_PRESENT: u64 = 3;
@@ -150,11 +151,18 @@ impl Unfinished {
         Unfinished(slot | reason)
     }
 
+    /// Translated to `pa`, which is not RAM.
+    #[inline(always)]
+    fn not_ram(pa: PhysAddr) -> Unfinished {
+        Unfinished(pa.page_down().0 | Self::NOT_RAM)
+    }
+
     fn reason(self) -> Reason {
-        let slot = (self.0 & !Self::REASON != 0).then_some(PhysAddr(self.0 & !Self::REASON));
+        let addr = PhysAddr(self.0 & !Self::REASON);
+        let slot = (addr.0 != 0).then_some(addr);
         match self.0 & Self::REASON {
             0 => Reason::General,
-            1 => Reason::NotRam,
+            Self::NOT_RAM => Reason::NotRam(addr),
             Self::PROTECTION => Reason::Fault(mmu::HwFault::Protection, slot),
             r => Reason::Fault(
                 mmu::HwFault::NotPresent {
@@ -484,7 +492,7 @@ impl Kernel {
     /// process) the hot one.
     #[cold]
     #[inline(never)]
-    pub(crate) fn make_hot(&mut self, pid: Pid) {
+    fn make_hot(&mut self, pid: Pid) {
         self.fold_hot();
         if let Some(Some(p)) = self.procs.get(pid.0 as usize) {
             self.hot_pid = u64::from(pid.0);
@@ -810,7 +818,7 @@ impl Kernel {
                     self.hot.mapped_loads += N as u64;
                     Ok(value_of(b))
                 }
-                None => Err(Unfinished::NOT_RAM),
+                None => Err(Unfinished::not_ram(pa)),
             },
             Err((hw, slot)) => Err(Unfinished::fault(hw, slot)),
         }
@@ -827,11 +835,7 @@ impl Kernel {
     ) -> Result<[u8; N], Signal> {
         match u.reason() {
             Reason::General => self.load_missed_general(pid, va),
-            Reason::NotRam => match self.tlb.lookup(self.hot_asid, va.vpn()) {
-                // The refill just cached the translation.
-                Some(e) => Ok(self.load_after_fault(pid, e.pa(va.page_offset()))),
-                None => self.load_missed_general(pid, va),
-            },
+            Reason::NotRam(page) => Ok(self.load_after_fault(pid, page.add(va.page_offset()))),
             Reason::Fault(hw, slot) => {
                 let pa = self.fault_and_retry::<true>(pid, va, Access::Read, hw, slot)?;
                 Ok(self.load_after_fault(pid, pa))
@@ -1491,7 +1495,13 @@ mod tests {
     #[test]
     fn unfinished_refills_unpack_to_what_was_packed() {
         assert_eq!(Unfinished::GENERAL.reason(), Reason::General);
-        assert_eq!(Unfinished::NOT_RAM.reason(), Reason::NotRam);
+        for page in [0, 0x1000, 0xfee0_0000] {
+            let at = PhysAddr(page + 0x123);
+            assert_eq!(
+                Unfinished::not_ram(at).reason(),
+                Reason::NotRam(PhysAddr(page))
+            );
+        }
         for slot in [None, Some(PhysAddr(0x1000)), Some(PhysAddr(0x7fff_fff8))] {
             let mut faults = vec![mmu::HwFault::Protection];
             faults.extend((0..=4).map(|level| mmu::HwFault::NotPresent { level }));

@@ -178,3 +178,46 @@ fn each_access_shows_as_a_bus_transaction() {
         "{text}"
     );
 }
+
+#[test]
+fn a_register_load_after_its_tlb_entry_was_evicted_reads_the_device() {
+    // With a one-entry TLB, every access to another page evicts the register page's
+    // entry: the next load misses, refills from the page table and finds a device, not
+    // RAM (the short path's refill hands it to the device read).
+    let mut k = Kernel::new(vmem::MachineConfig {
+        tlb_sets: 1,
+        tlb_ways: 1,
+        ..vmem::MachineConfig::default()
+    });
+    let p = k.spawn().unwrap();
+    let fd = k.open(p, "/dev/vmem/console", O_RDWR, 0).unwrap();
+    let rw = PROT_READ | PROT_WRITE;
+    let dev = k
+        .mmap(p, VirtAddr(0), vmem::PAGE_SIZE, rw, MAP_SHARED, fd, 0)
+        .unwrap();
+    let ram = k
+        .mmap(
+            p,
+            VirtAddr(0),
+            vmem::PAGE_SIZE,
+            rw,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .unwrap();
+    for (i, b) in b"abc".iter().enumerate() {
+        k.store_u8(p, dev.add(Console::DATA), *b).unwrap();
+        k.store_u64(p, ram, i as u64).unwrap();
+        assert_eq!(
+            k.load_u64(p, dev.add(Console::COUNT)).unwrap(),
+            i as u64 + 1
+        );
+        k.store_u64(p, ram, 7).unwrap();
+        assert_eq!(k.load_u8(p, dev.add(Console::COUNT)).unwrap(), i as u8 + 1);
+        assert_eq!(k.load_u64(p, ram).unwrap(), 7);
+    }
+    assert_eq!(k.console_output(), b"abc");
+    let s = k.process_stats(p).unwrap();
+    assert!(s.tlb_misses >= 12, "{s:?}");
+}
