@@ -116,11 +116,8 @@ pub fn parse_line(line: &[u8]) -> Result<Option<Record>, String> {
     if a.is_empty() || !a.iter().all(u8::is_ascii_hexdigit) {
         return bad("the address is not hexadecimal");
     }
-    // All hexadecimal digits, so UTF-8; leading zeros do not count against 64 bits.
-    let digits = std::str::from_utf8(a)
-        .unwrap_or_default()
-        .trim_start_matches('0');
-    let addr = match u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16) {
+    // All hexadecimal digits, so UTF-8 (`from_str_radix` takes leading zeros).
+    let addr = match u64::from_str_radix(std::str::from_utf8(a).unwrap_or_default(), 16) {
         Ok(v) => v,
         Err(_) => return bad("the address does not fit in 64 bits"),
     };
@@ -444,7 +441,7 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
     // unmapped, and the records that touch them raise SIGSEGV, as in a process.
     let (low, high) = (
         k.config().mmap_min_addr.div_ceil(PAGE_SIZE),
-        k.config().geometry.task_size() / PAGE_SIZE,
+        k.task_size() / PAGE_SIZE,
     );
     let outside = pages.keys().filter(|&&v| v < low || v >= high).count();
     if outside > 0 {
@@ -572,7 +569,8 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
                     if signals.len() < SIGNALS_SHOWN {
                         signals.push((lines[i + j], sig));
                     }
-                    if matches!(sig, Signal::OomKill { .. }) && !k.is_alive(p) {
+                    if !k.is_alive(p) {
+                        // Killed (out of memory): nothing more runs.
                         done = true;
                         break;
                     }
@@ -587,9 +585,6 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
             }
         }
         in_model += t.elapsed();
-        if !k.is_alive(p) {
-            break;
-        }
     }
     let total = started.elapsed();
     out.borrow_mut().flush();
