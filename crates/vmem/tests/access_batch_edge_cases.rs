@@ -1,11 +1,14 @@
 //! `Kernel::access_batch` against `load`/`store`/`fetch` one by one, in the cases the
 //! mixed-trace test (`access_batch_matches_single_accesses.rs`) does not reach: huge
-//! pages (THP always, MAP_HUGETLB), other paging geometries (where the block path must
-//! not run), every replacement policy (exact LRU stamps each access), a tiny TLB (refills
-//! of a block evict the entries of its earlier accesses), copy-on-write frames shared by
-//! a forked child, a shared file also read and written with pread/pwrite, a device
-//! register that changes when read, a store then a load of the same bytes in one block
-//! for every size, observed runs (the same events), and pids that are not alive.
+//! pages (THP always, MAP_HUGETLB), the replacement policies other than exact LRU, a
+//! tiny TLB (refills of a block evict the entries of its earlier accesses),
+//! copy-on-write frames shared by a forked child, a shared file also read and written
+//! with pread/pwrite, a device register that changes when read, a store then a load of
+//! the same bytes in one block for every size, and pids that are not alive.
+//!
+//! Other geometries, exact LRU (which stamps each access) and observed runs never take
+//! the block path: there `access_batch` runs each access alone, and those tests check
+//! only that it does so with the same effects (the events included when observed).
 //!
 //! Each scenario runs twice on fresh machines, once through `access_batch` and once one
 //! access at a time, and everything a user can see is compared record by record: values

@@ -7,6 +7,8 @@
 // 16 and 64 KiB builds.
 #![cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use vmem::consts::*;
 use vmem::{Kernel, Pid, VirtAddr};
@@ -60,15 +62,7 @@ fn a_sequential_scan_of_a_cached_file_takes_one_minor_fault_per_16_pages() {
         let loader = k.spawn().unwrap();
         let lfd = k.open(loader, &path, O_RDONLY, 0).unwrap();
         let chunk = chunk.map_or(data.len(), |c| (c * PAGE) as usize);
-        let mut read = Vec::new();
-        loop {
-            let got = k.read(loader, lfd, chunk).unwrap();
-            if got.is_empty() {
-                break;
-            }
-            read.extend(got);
-        }
-        assert_eq!(read, data);
+        assert_eq!(common::read_to_end(&mut k, loader, lfd, chunk), data);
         assert_eq!(k.cached_pages(&path), pages);
 
         let p = k.spawn().unwrap();

@@ -7,6 +7,8 @@
 // 16 and 64 KiB builds.
 #![cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use vmem::consts::*;
 use vmem::{BusCode, Kernel, Signal, VirtAddr};
@@ -278,14 +280,7 @@ fn read_across_the_page_a_growing_truncate_left_not_up_to_date_returns_the_file(
     want.extend_from_slice(b"end");
     for chunk in [3 * PAGE as usize, 5000, 20 * PAGE as usize] {
         k.lseek(p, fd, 0, SEEK_SET).unwrap();
-        let mut got = Vec::new();
-        loop {
-            let b = k.read(p, fd, chunk).unwrap();
-            if b.is_empty() {
-                break;
-            }
-            got.extend(b);
-        }
+        let got = common::read_to_end(&mut k, p, fd, chunk);
         assert!(got == want, "read {chunk} bytes at a time");
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the behaviour tests (each test crate uses some of them).
 #![allow(dead_code)]
 
+use vmem::fs::Fd;
 use vmem::{Access, Kernel, Pid, Signal, TraceAccess};
 
 /// A tiny xorshift generator: the same sequence for the same seed, no RNG crate.
@@ -70,4 +71,16 @@ pub fn batched(k: &mut Kernel, pid: Pid, t: &[TraceAccess], values: &[u64]) -> S
         }
     }
     seen
+}
+
+/// Everything `pid` reads from `fd` with read() of `chunk` bytes until end of file.
+pub fn read_to_end(k: &mut Kernel, pid: Pid, fd: Fd, chunk: usize) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        let got = k.read(pid, fd, chunk).unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
 }
