@@ -1495,7 +1495,7 @@ mod tests {
     #[test]
     fn unfinished_refills_unpack_to_what_was_packed() {
         assert_eq!(Unfinished::GENERAL.reason(), Reason::General);
-        for page in [0, 0x1000, 0xfee0_0000] {
+        for page in [0, PAGE_SIZE, 0xfee0_0000] {
             let at = PhysAddr(page + 0x123);
             assert_eq!(
                 Unfinished::not_ram(at).reason(),
