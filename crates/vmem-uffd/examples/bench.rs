@@ -721,10 +721,11 @@ fn main() {
         // SAFETY: our own writable shared mapping of `len` bytes, used by this thread only.
         let sl = unsafe { std::slice::from_raw_parts_mut(km.ptr, km.len) };
         scattered_writes(sl, writes, 11);
+        let wrote = t.elapsed();
         // SAFETY: msync of our own mapping.
         let r = unsafe { libc::msync(km.ptr.cast(), km.len, libc::MS_SYNC) };
         assert_eq!(r, 0, "msync");
-        (t.elapsed(), device_bytes_written(&file) - before)
+        (t.elapsed(), device_bytes_written(&file) - before, wrote)
     };
     let uffd_w = {
         let mut m = MapOptions::new(file.try_clone().unwrap())
@@ -735,12 +736,14 @@ fn main() {
         let before = device_bytes_written(&file);
         let t = Instant::now();
         scattered_writes(&mut m, writes, 11);
+        let wrote = t.elapsed();
         m.flush().expect("flush");
         let pager_bytes = m.stats().bytes_written;
         (
             t.elapsed(),
             device_bytes_written(&file) - before,
             pager_bytes,
+            wrote,
         )
     };
     println!(
@@ -751,6 +754,13 @@ fn main() {
         uffd_w.0.as_secs_f64() / kernel_w.0.as_secs_f64(),
         uffd_w.2 as f64 / 1e6,
         uffd_w.1 as f64 / 1e6
+    );
+    println!(
+        "  of which the writes: kernel {:.1} ms, vmem-uffd {:.1} ms; the flush: kernel {:.1} ms, vmem-uffd {:.1} ms",
+        kernel_w.2.as_secs_f64() * 1e3,
+        uffd_w.3.as_secs_f64() * 1e3,
+        (kernel_w.0 - kernel_w.2).as_secs_f64() * 1e3,
+        (uffd_w.0 - uffd_w.3).as_secs_f64() * 1e3,
     );
     println!(
         "  (storage bytes: sectors the block device wrote during the flush, journal included:\n   msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied;\n   the file was written just before, so its page cache holds the large folios write() made)\n"
