@@ -18,10 +18,11 @@
 //!                             \-------> BAD   (read error / past end: SIGBUS)
 //!   CLEAN --write fault--> UNPROTECTING --unprotect--> DIRTY
 //!   DIRTY --write-back--> WRITEBACK (protected, copied) --> CLEAN
+//!   CLEAN --write-back of pages around it--> PROTECTING (held under one protection) --> CLEAN
 //!   CLEAN --evict--> EVICTING (MADV_DONTNEED) --> ABSENT
 //! ```
 //!
-//! The transient states (FILLING, UNPROTECTING, WRITEBACK, EVICTING) are held by exactly
+//! The transient states (FILLING, UNPROTECTING, WRITEBACK, PROTECTING, EVICTING) are held by exactly
 //! one thread, which never touches the mapping while it holds them; whoever meets a
 //! transient state waits for it to settle (or, for FILLING in a filler thread, relies on
 //! the filler's wake-up). Write-back and eviction are serialized by `wb_lock`, so two
@@ -57,6 +58,12 @@ pub(crate) const UNPROTECTING: u8 = 4;
 pub(crate) const WRITEBACK: u8 = 5;
 pub(crate) const EVICTING: u8 = 6;
 pub(crate) const BAD: u8 = 7;
+pub(crate) const PROTECTING: u8 = 8;
+
+/// The most pages one write protection of a write-back covers ([`Pager::hold_span`]).
+const WB_SPAN_PAGES: usize = 512;
+/// The most clean pages in a row a write-back span holds between two dirty ones.
+const WB_SPAN_GAP: usize = 128;
 
 /// How far ahead of a sequential stream's faults the read-ahead thread reads the store's
 /// file, at least: the reads are in flight while the program consumes the pages before
@@ -973,7 +980,17 @@ impl Pager {
 
     /// Writes back the DIRTY pages of `pages` (caller holds `wb_lock`). For a private
     /// mapping, "writing back" copies into the shadow; the store is never written.
-    fn writeback(&self, pages: Range<usize>) -> io::Result<()> {
+    ///
+    /// The pages are write-protected a span at a time ([`Pager::hold_span`]), one
+    /// `UFFDIO_WRITEPROTECT` for many runs: each call flushes the TLB, and one call per
+    /// run was a third of a scattered flush's own time. `start_io` (a flush, which syncs
+    /// next): after each span, the store's file starts writing it, so that the device
+    /// works while later spans are copied ([`sys::start_writeback`]), as Linux's
+    /// background write-back would. Measured over 20,000 scattered 8-byte writes to a
+    /// 1 GiB file (19,300 dirty pages), five flushes each: the writes before `fsync`
+    /// took 111-136 ms with a protection per run and 73-75 ms with spans; the whole
+    /// flush 278-348, 239-297 and, starting the writes, 204-238 ms.
+    fn writeback(&self, pages: Range<usize>, start_io: bool) -> io::Result<()> {
         let mut p = pages.start;
         let mut result = Ok(());
         while p < pages.end {
@@ -981,13 +998,84 @@ impl Pager {
                 p += 1;
                 continue;
             }
-            // A run of DIRTY pages, each moved to WRITEBACK.
-            let mut n = 0;
-            while p + n < pages.end
-                && n < self.run_pages
-                && self.state[p + n]
-                    .compare_exchange(DIRTY, WRITEBACK, Ordering::Acquire, Ordering::Relaxed)
+            let end = self.hold_span(p, pages.end);
+            if end == p {
+                p += 1;
+                continue;
+            }
+            if let Err(e) = self.writeback_span(p, end, start_io) {
+                result = Err(e);
+            }
+            p = end;
+        }
+        result
+    }
+
+    /// Holds the pages from `first` (below `limit`) that one write protection will cover:
+    /// DIRTY pages become WRITEBACK and the CLEAN pages between them PROTECTING. The span
+    /// stops at a page in any other state (absent, being filled, unprotected or evicted
+    /// by another thread), after [`WB_SPAN_GAP`] clean pages in a row, or at
+    /// [`WB_SPAN_PAGES`] pages. Returns its end, just after its last WRITEBACK page
+    /// (`first` if there was none); the clean pages held past it are released.
+    ///
+    /// Only held pages are in the span, so the protection never lands on a page another
+    /// thread has just made writable: that page would stay DIRTY and protected, and its
+    /// writer would fault on it forever.
+    fn hold_span(&self, first: usize, limit: usize) -> usize {
+        let limit = limit.min(first + WB_SPAN_PAGES);
+        let (mut end, mut q) = (first, first);
+        while q < limit {
+            if self.state[q]
+                .compare_exchange(DIRTY, WRITEBACK, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                q += 1;
+                end = q;
+            } else if q - end < WB_SPAN_GAP
+                && self.state[q]
+                    .compare_exchange(CLEAN, PROTECTING, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
+            {
+                q += 1;
+            } else {
+                break;
+            }
+        }
+        for p in end..q {
+            self.state[p].store(CLEAN, Ordering::Release);
+        }
+        end
+    }
+
+    /// Write-protects the held span `[first, end)` ([`Pager::hold_span`]), releases its
+    /// clean pages, and writes back its runs of WRITEBACK pages; `start_io`: then starts
+    /// the store's file writing them.
+    fn writeback_span(&self, first: usize, end: usize, start_io: bool) -> io::Result<()> {
+        let (addr, bytes) = (self.addr(first), self.run_bytes(first, end - first));
+        // Protect first: from here on a write faults and waits for CLEAN, so the copies
+        // below hold every write made before them, and every later write dirties again.
+        // A clean page was protected already (or is not mapped), so nothing changes for it.
+        let protected = self.uffd.writeprotect(addr, bytes, true, false);
+        for p in first..end {
+            let held = self.state[p].load(Ordering::Relaxed);
+            if held == PROTECTING {
+                self.state[p].store(CLEAN, Ordering::Release);
+            } else if protected.is_err() {
+                self.state[p].store(DIRTY, Ordering::Release);
+            }
+        }
+        if let Err(e) = protected {
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        // Pages still WRITEBACK are this thread's (only write-back sets it, under
+        // `wb_lock`); the ones before `p` may already be dirty again.
+        let mut result = Ok(());
+        let mut p = first;
+        while p < end {
+            let mut n = 0;
+            while p + n < end
+                && n < self.run_pages
+                && self.state[p + n].load(Ordering::Relaxed) == WRITEBACK
             {
                 n += 1;
             }
@@ -1000,20 +1088,18 @@ impl Pager {
             }
             p += n;
         }
+        if start_io && self.shadow.is_none() {
+            if let Some(file) = self.store.backing_file() {
+                let at = self.store_offset + (first * self.page_size) as u64;
+                sys::start_writeback(file, at, bytes);
+            }
+        }
         result
     }
 
-    /// Writes back the run `[first, first + count)`, all WRITEBACK.
+    /// Writes back the run `[first, first + count)`, all WRITEBACK and write-protected.
     fn writeback_run(&self, first: usize, count: usize) -> io::Result<()> {
         let (addr, bytes) = (self.addr(first), self.run_bytes(first, count));
-        // Re-protect first: from here on a write faults and waits for CLEAN, so the copy
-        // below holds every write made before it, and every later write dirties again.
-        if let Err(e) = self.uffd.writeprotect(addr, bytes, true, false) {
-            for p in first..first + count {
-                self.state[p].store(DIRTY, Ordering::Release);
-            }
-            return Err(io::Error::from_raw_os_error(e));
-        }
         let off = first * self.page_size;
         if let Some(shadow) = &self.shadow {
             // SAFETY: both ranges are `bytes` long inside regions of the mapping's size; the
@@ -1065,7 +1151,7 @@ impl Pager {
         }
         if let Some(pages) = self.pages_of(range) {
             let _g = lock(&self.wb_lock);
-            self.writeback(pages)?;
+            self.writeback(pages, true)?;
         }
         self.store.sync()
     }
@@ -1075,7 +1161,7 @@ impl Pager {
     /// Evicts one page (caller holds `wb_lock`): writes it back if dirty, then discards it.
     fn evict(&self, page: usize) -> bool {
         if self.state[page].load(Ordering::Acquire) == DIRTY
-            && self.writeback(page..page + 1).is_err()
+            && self.writeback(page..page + 1, false).is_err()
         {
             return false;
         }
@@ -1165,7 +1251,7 @@ impl Pager {
     /// forgotten so that the next touch tries the store again.
     pub(crate) fn evict_all(&self) -> io::Result<()> {
         let _g = lock(&self.wb_lock);
-        let result = self.writeback(0..self.n_pages);
+        let result = self.writeback(0..self.n_pages, false);
         self.unmap_windows();
         let mut p = 0;
         while p < self.n_pages {
@@ -1218,5 +1304,94 @@ impl Pager {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MapOptions, MemStore};
+
+    const PAGE: usize = 4096;
+
+    /// A shared mapping of `pages` zero pages over a memory store, every page resident,
+    /// with a write to each page of `dirty` (so those are DIRTY, the others CLEAN).
+    fn mapping_with_dirty(pages: usize, dirty: &[usize]) -> (crate::Mapping, Arc<MemStore>) {
+        let store = Arc::new(MemStore::new(vec![0u8; pages * PAGE]));
+        let mut map = MapOptions::from_arc(Arc::clone(&store) as Arc<dyn Store>)
+            .shared()
+            .map()
+            .expect("userfaultfd mapping");
+        map.prefetch(0..map.len());
+        for &p in dirty {
+            map[p * PAGE + 8] = p as u8 + 1;
+        }
+        for p in 0..pages {
+            let want = if dirty.contains(&p) { DIRTY } else { CLEAN };
+            assert_eq!(map.pager.state[p].load(Ordering::Relaxed), want, "page {p}");
+        }
+        (map, store)
+    }
+
+    #[test]
+    fn a_span_holds_the_clean_pages_between_dirty_ones_and_stops_at_a_busy_page() {
+        let (map, store) = mapping_with_dirty(8, &[0, 2, 5]);
+        let pager = &map.pager;
+        // A writer between its compare-and-swap and its unprotect: not ours to protect.
+        pager.state[3].store(UNPROTECTING, Ordering::Relaxed);
+        let _g = lock(&pager.wb_lock);
+        let end = pager.hold_span(0, 8);
+        assert_eq!(
+            end, 3,
+            "the span ends after the last dirty page before the busy one"
+        );
+        let states: Vec<u8> = (0..5)
+            .map(|p| pager.state[p].load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(
+            states,
+            [WRITEBACK, PROTECTING, WRITEBACK, UNPROTECTING, CLEAN]
+        );
+        pager.writeback_span(0, end, false).unwrap();
+        let states: Vec<u8> = (0..6)
+            .map(|p| pager.state[p].load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(states, [CLEAN, CLEAN, CLEAN, UNPROTECTING, CLEAN, DIRTY]);
+        let bytes = store.contents();
+        assert_eq!(
+            (bytes[8], bytes[2 * PAGE + 8], bytes[5 * PAGE + 8]),
+            (1, 3, 0)
+        );
+        pager.state[3].store(CLEAN, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_span_bridges_up_to_wb_span_gap_clean_pages_and_releases_those_after_its_end() {
+        // Dirty pages 0 and `far`: `far - 1` clean pages between them.
+        for (far, bridged) in [(WB_SPAN_GAP + 1, true), (WB_SPAN_GAP + 2, false)] {
+            let (map, store) = mapping_with_dirty(far + 4, &[0, far]);
+            let pager = &map.pager;
+            let _g = lock(&pager.wb_lock);
+            let end = pager.hold_span(0, far + 4);
+            assert_eq!(end, if bridged { far + 1 } else { 1 }, "far {far}");
+            let held = |p: usize| pager.state[p].load(Ordering::Relaxed);
+            if bridged {
+                assert!((1..far).all(|p| held(p) == PROTECTING), "far {far}");
+                assert_eq!(held(far), WRITEBACK);
+            } else {
+                // The clean pages it held looking for another dirty one are released.
+                assert!((1..far).all(|p| held(p) == CLEAN), "far {far}");
+                assert_eq!(held(far), DIRTY);
+            }
+            assert!((far + 1..far + 4).all(|p| held(p) == CLEAN), "far {far}");
+            pager.writeback_span(0, end, false).unwrap();
+            assert!((0..end).all(|p| held(p) == CLEAN), "far {far}");
+            let on_store = store.contents()[far * PAGE + 8];
+            assert_eq!(
+                on_store,
+                if bridged { far as u8 + 1 } else { 0 },
+                "far {far}"
+            );
+        }
     }
 }
