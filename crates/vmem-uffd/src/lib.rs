@@ -55,16 +55,18 @@
 //! window in 16 MiB ahead of them (then unmaps it again): the kernel reads the file for us
 //! exactly as it does for its own mappings — large folios, `read_ahead_kb` requests,
 //! asynchronous — while the program's threads only copy. Measured by `examples/bench.rs`:
-//! a cold sequential scan runs at the disk's speed like the kernel's mapping (0.98-1.03x
-//! its time); cached data costs 3.4-4.4 µs per 4 KiB fault on one 2-vCPU VM, 5.5-6.1 µs on
-//! another (AMD EPYC, Linux 6.18), where a bare handler doing nothing but the
+//! a cold sequential scan runs at the disk's speed like the kernel's mapping (0.88-1.12x
+//! its time); cached data costs 3.2-6.5 µs per 4 KiB fault on three 2-vCPU VMs (Linux
+//! 6.x), where a bare handler doing nothing but the
 //! `UFFDIO_COPY` costs as much (the bench prints that floor): about 2.2 µs from the fault to
 //! the handler (exception, `handle_userfault`, the signal frame), 1.8 µs in the copy, 0.7 µs
 //! in `rt_sigreturn` and the retried access; this crate's code about 0.1 µs.
 //!
 //! Clean pages are installed write-protected; the first write to one lifts the protection
 //! and marks it dirty. Write-back (flush, eviction, drop) protects the page again *before*
-//! copying it, so a concurrent write either lands before the copy or faults and waits.
+//! copying it, so a concurrent write either lands before the copy or faults and waits. It
+//! protects a span of dirty pages (and the clean ones between them) with one ioctl, and a
+//! flush has the file start writing each span before the next is copied.
 //! Past the high watermark (the cache budget) the oldest-filled pages, with a second
 //! chance for pages touched since, are evicted down to a low watermark: dirty ones written
 //! back, then `MADV_DONTNEED`, so that the next touch faults again. Faults that follow each
