@@ -17,16 +17,16 @@
 //!                             \-------> DIRTY (installed writable: a write fault)
 //!                             \-------> BAD   (read error / past end: SIGBUS)
 //!   CLEAN --write fault--> UNPROTECTING --unprotect--> DIRTY
-//!   DIRTY --write-back--> WRITEBACK (protected, copied) --> CLEAN
-//!   CLEAN --write-back of pages around it--> PROTECTING (held under one protection) --> CLEAN
+//!   DIRTY --write-back--> WRITEBACK (protected, copied) --> CLEAN (then written)
+//!   CLEAN --write-back around it--> PROTECTING (inside the protected span) --> CLEAN
 //!   CLEAN --evict--> EVICTING (MADV_DONTNEED) --> ABSENT
 //! ```
 //!
-//! The transient states (FILLING, UNPROTECTING, WRITEBACK, PROTECTING, EVICTING) are held by exactly
-//! one thread, which never touches the mapping while it holds them; whoever meets a
-//! transient state waits for it to settle (or, for FILLING in a filler thread, relies on
-//! the filler's wake-up). Write-back and eviction are serialized by `wb_lock`, so two
-//! write-backs of one page can never reach the store out of order.
+//! The transient states (FILLING, UNPROTECTING, WRITEBACK, PROTECTING, EVICTING) are held
+//! by exactly one thread, which never writes the mapping while it holds them; whoever
+//! meets a transient state waits for it to settle (or, for FILLING in a filler thread,
+//! relies on the filler's wake-up). Write-back and eviction are serialized by `wb_lock`,
+//! so two write-backs of one page can never reach the store out of order.
 //!
 //! # What runs in a signal handler
 //!
@@ -60,10 +60,19 @@ pub(crate) const EVICTING: u8 = 6;
 pub(crate) const BAD: u8 = 7;
 pub(crate) const PROTECTING: u8 = 8;
 
-/// The most pages one write protection of a write-back covers ([`Pager::hold_span`]).
-const WB_SPAN_PAGES: usize = 512;
-/// The most clean pages in a row a write-back span holds between two dirty ones.
-const WB_SPAN_GAP: usize = 128;
+/// The most bytes one write protection of a write-back covers ([`Pager::hold_span`]).
+const WB_SPAN_BYTES: usize = 2 << 20;
+/// The most bytes of clean pages in a row a write-back span holds between dirty ones.
+const WB_SPAN_GAP_BYTES: usize = 512 << 10;
+
+/// How a write-back span failed.
+#[derive(Debug)]
+enum SpanError {
+    /// The write protection (nothing was written; the pages are dirty again).
+    Protect(io::Error),
+    /// A store write (those pages are dirty again).
+    Store(io::Error),
+}
 
 /// How far ahead of a sequential stream's faults the read-ahead thread reads the store's
 /// file, at least: the reads are in flight while the program consumes the pages before
@@ -81,6 +90,8 @@ const F_QUEUED: u8 = 2;
 const F_SHADOW: u8 = 4;
 /// The page was fenced with an empty memfd (no `UFFDIO_POISON`): it stays BAD.
 const F_FENCED: u8 = 8;
+/// Write-back copied the page and has yet to write the copy to the store.
+const F_WRITING: u8 = 16;
 
 /// Everything [`Pager::new`] needs.
 pub(crate) struct Config {
@@ -982,29 +993,38 @@ impl Pager {
     /// mapping, "writing back" copies into the shadow; the store is never written.
     ///
     /// The pages are write-protected a span at a time ([`Pager::hold_span`]), one
-    /// `UFFDIO_WRITEPROTECT` for many runs: each call flushes the TLB, and one call per
-    /// run was a third of a scattered flush's own time. `start_io` (a flush, which syncs
-    /// next): after each span, the store's file starts writing it, so that the device
-    /// works while later spans are copied ([`sys::start_writeback`]), as Linux's
-    /// background write-back would. Measured over 20,000 scattered 8-byte writes to a
-    /// 1 GiB file (19,300 dirty pages), five flushes each: the writes before `fsync`
-    /// took 111-136 ms with a protection per run and 73-75 ms with spans; the whole
-    /// flush 278-348, 239-297 and, starting the writes, 204-238 ms.
+    /// `UFFDIO_WRITEPROTECT` for up to a buffer's worth of dirty pages: each call flushes
+    /// the TLB, and one call per run of dirty pages was a third of a scattered flush's own
+    /// time. `start_io` (a flush, which syncs next): after each span, the store's file
+    /// starts writing it, so that the device works while later spans are copied
+    /// ([`sys::start_writeback`]), as Linux's background write-back would. Measured with
+    /// `examples/bench.rs 1024` (20,000 scattered 8-byte writes to a 1 GiB file, 19,300
+    /// dirty pages): the writes before `fsync` took 111-136 ms with a protection per run,
+    /// 73-75 ms with spans; the whole flush 306-314 ms before, 187-218 ms with spans and
+    /// the writes started early.
     fn writeback(&self, pages: Range<usize>, start_io: bool) -> io::Result<()> {
         let mut p = pages.start;
         let mut result = Ok(());
+        // After a span's protection failed, one run at a time (a span may cross a
+        // boundary the program made in the mapping, which kernels before 6.5 refuse).
+        let mut bridge = true;
         while p < pages.end {
             if self.state[p].load(Ordering::Acquire) != DIRTY {
                 p += 1;
                 continue;
             }
-            let end = self.hold_span(p, pages.end);
+            let end = self.hold_span(p, pages.end, bridge);
             if end == p {
                 p += 1;
                 continue;
             }
-            if let Err(e) = self.writeback_span(p, end, start_io) {
-                result = Err(e);
+            match self.writeback_span(p, end, start_io) {
+                Err(SpanError::Protect(_)) if bridge && end - p > 1 => {
+                    bridge = false;
+                    continue; // the same pages again, a run at a time
+                }
+                Err(SpanError::Protect(e)) | Err(SpanError::Store(e)) => result = Err(e),
+                Ok(()) => {}
             }
             p = end;
         }
@@ -1012,26 +1032,33 @@ impl Pager {
     }
 
     /// Holds the pages from `first` (below `limit`) that one write protection will cover:
-    /// DIRTY pages become WRITEBACK and the CLEAN pages between them PROTECTING. The span
-    /// stops at a page in any other state (absent, being filled, unprotected or evicted
-    /// by another thread), after [`WB_SPAN_GAP`] clean pages in a row, or at
-    /// [`WB_SPAN_PAGES`] pages. Returns its end, just after its last WRITEBACK page
-    /// (`first` if there was none); the clean pages held past it are released.
+    /// DIRTY pages become WRITEBACK and, if `bridge`, the CLEAN pages between them
+    /// PROTECTING. The span stops at a page in any other state (absent, being filled or
+    /// being unprotected by another thread, bad), at a buffer's worth of dirty pages, after
+    /// [`WB_SPAN_GAP_BYTES`] of clean pages in a row, or at [`WB_SPAN_BYTES`]. Returns its
+    /// end, just after its last WRITEBACK page (`first` if there was none); the clean pages
+    /// held past it are released.
     ///
     /// Only held pages are in the span, so the protection never lands on a page another
     /// thread has just made writable: that page would stay DIRTY and protected, and its
-    /// writer would fault on it forever.
-    fn hold_span(&self, first: usize, limit: usize) -> usize {
-        let limit = limit.min(first + WB_SPAN_PAGES);
-        let (mut end, mut q) = (first, first);
-        while q < limit {
+    /// writer would fault forever.
+    fn hold_span(&self, first: usize, limit: usize, bridge: bool) -> usize {
+        let limit = limit.min(first + (WB_SPAN_BYTES / self.page_size).max(1));
+        let gap = if bridge {
+            WB_SPAN_GAP_BYTES / self.page_size
+        } else {
+            0
+        };
+        let (mut end, mut q, mut dirty) = (first, first, 0);
+        while q < limit && dirty < self.run_pages {
             if self.state[q]
                 .compare_exchange(DIRTY, WRITEBACK, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 q += 1;
                 end = q;
-            } else if q - end < WB_SPAN_GAP
+                dirty += 1;
+            } else if q - end < gap
                 && self.state[q]
                     .compare_exchange(CLEAN, PROTECTING, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
@@ -1047,49 +1074,94 @@ impl Pager {
         end
     }
 
-    /// Write-protects the held span `[first, end)` ([`Pager::hold_span`]), releases its
-    /// clean pages, and writes back its runs of WRITEBACK pages; `start_io`: then starts
-    /// the store's file writing them.
-    fn writeback_span(&self, first: usize, end: usize, start_io: bool) -> io::Result<()> {
+    /// Writes back the held span `[first, end)` ([`Pager::hold_span`]): protects it,
+    /// releases its clean pages, copies its WRITEBACK pages into a buffer (or the shadow)
+    /// and releases them as CLEAN, then writes the copies to the store, a run at a time;
+    /// `start_io`: then starts the store's file writing them. Writers wait for a page only
+    /// while the span is protected and copied, not while the store is written.
+    fn writeback_span(&self, first: usize, end: usize, start_io: bool) -> Result<(), SpanError> {
         let (addr, bytes) = (self.addr(first), self.run_bytes(first, end - first));
         // Protect first: from here on a write faults and waits for CLEAN, so the copies
         // below hold every write made before them, and every later write dirties again.
         // A clean page was protected already (or is not mapped), so nothing changes for it.
         let protected = self.uffd.writeprotect(addr, bytes, true, false);
         for p in first..end {
-            let held = self.state[p].load(Ordering::Relaxed);
-            if held == PROTECTING {
+            if self.state[p].load(Ordering::Relaxed) == PROTECTING {
                 self.state[p].store(CLEAN, Ordering::Release);
-            } else if protected.is_err() {
-                self.state[p].store(DIRTY, Ordering::Release);
             }
         }
         if let Err(e) = protected {
-            return Err(io::Error::from_raw_os_error(e));
+            // Part of the span may be protected (Linux protects area by area and stops at
+            // the first error): lift it from the dirty pages, which are dirty again.
+            for p in first..end {
+                if self.state[p].load(Ordering::Relaxed) == WRITEBACK {
+                    self.state[p].store(CLEAN, Ordering::Release);
+                    self.unprotect(p, false);
+                }
+            }
+            return Err(SpanError::Protect(io::Error::from_raw_os_error(e)));
         }
-        // Pages still WRITEBACK are this thread's (only write-back sets it, under
-        // `wb_lock`); the ones before `p` may already be dirty again.
+        // The WRITEBACK pages are this thread's (only write-back sets that state, under
+        // `wb_lock`), resident and protected: copying them neither faults nor races.
+        if let Some(shadow) = &self.shadow {
+            for p in first..end {
+                if self.state[p].load(Ordering::Relaxed) == WRITEBACK {
+                    let (off, len) = (p * self.page_size, self.run_bytes(p, 1));
+                    // SAFETY: both ranges are `len` bytes inside regions of the mapping's
+                    // size; the source page is held (WRITEBACK), resident and protected.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            self.addr(p) as *const u8,
+                            shadow.ptr().add(off),
+                            len,
+                        )
+                    };
+                    self.flags[p].fetch_or(F_SHADOW, Ordering::Relaxed);
+                    self.state[p].store(CLEAN, Ordering::Release);
+                }
+            }
+            return Ok(());
+        }
+        // Copy every dirty page (at most a buffer's worth: `hold_span`), marking them
+        // F_WRITING so that the writes below find them after they are released.
+        let mut buf = self.buffers.get();
+        let dst = buf.slice(self.run_pages * self.page_size);
+        let mut at = 0;
+        for p in first..end {
+            if self.state[p].load(Ordering::Relaxed) == WRITEBACK {
+                let len = self.run_bytes(p, 1);
+                // SAFETY: the page is held (WRITEBACK), resident and protected.
+                let page = unsafe { std::slice::from_raw_parts(self.addr(p) as *const u8, len) };
+                dst[at..at + len].copy_from_slice(page);
+                at += len;
+                self.flags[p].fetch_or(F_WRITING, Ordering::Relaxed);
+                self.state[p].store(CLEAN, Ordering::Release);
+            }
+        }
         let mut result = Ok(());
-        let mut p = first;
+        let (mut p, mut at) = (first, 0);
         while p < end {
             let mut n = 0;
-            while p + n < end
-                && n < self.run_pages
-                && self.state[p + n].load(Ordering::Relaxed) == WRITEBACK
-            {
+            while p + n < end && self.flags[p + n].load(Ordering::Relaxed) & F_WRITING != 0 {
+                self.flags[p + n].fetch_and(!F_WRITING, Ordering::Relaxed);
                 n += 1;
             }
             if n == 0 {
                 p += 1;
                 continue;
             }
-            if let Err(e) = self.writeback_run(p, n) {
-                result = Err(e);
+            let len = self.run_bytes(p, n);
+            if let Err(e) = self.write_copy(p, n, &dst[at..at + len]) {
+                result = Err(SpanError::Store(e));
             }
+            at += len;
             p += n;
         }
-        if start_io && self.shadow.is_none() {
+        drop(buf);
+        if start_io {
             if let Some(file) = self.store.backing_file() {
+                // Under `wb_lock`, so this may hold up reclaim while the device's queue is
+                // full; the writes it starts are the ones a flush waits for next anyway.
                 let at = self.store_offset + (first * self.page_size) as u64;
                 sys::start_writeback(file, at, bytes);
             }
@@ -1097,45 +1169,24 @@ impl Pager {
         result
     }
 
-    /// Writes back the run `[first, first + count)`, all WRITEBACK and write-protected.
-    fn writeback_run(&self, first: usize, count: usize) -> io::Result<()> {
-        let (addr, bytes) = (self.addr(first), self.run_bytes(first, count));
+    /// Writes the copy `data` of the run `[first, first + count)` (released, CLEAN unless
+    /// written since) to the store. On failure the run's pages that are still CLEAN are
+    /// made DIRTY again, so that a later write-back retries them.
+    fn write_copy(&self, first: usize, count: usize, data: &[u8]) -> io::Result<()> {
         let off = first * self.page_size;
-        if let Some(shadow) = &self.shadow {
-            // SAFETY: both ranges are `bytes` long inside regions of the mapping's size; the
-            // source pages are resident and write-protected (WRITEBACK, held by us), so the
-            // copy neither faults nor races with a writer.
-            unsafe {
-                std::ptr::copy_nonoverlapping(addr as *const u8, shadow.ptr().add(off), bytes)
-            };
-            for p in first..first + count {
-                self.flags[p].fetch_or(F_SHADOW, Ordering::Relaxed);
-                self.state[p].store(CLEAN, Ordering::Release);
-            }
-            return Ok(());
-        }
-        let mut buf = self.buffers.get();
-        let dst = buf.slice(bytes);
-        // SAFETY: as above: the source pages are resident and protected while WRITEBACK.
-        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, dst.as_mut_ptr(), bytes) };
-        for p in first..first + count {
-            self.state[p].store(CLEAN, Ordering::Release);
-        }
         // Never write past the store's end (the last page may be partly past it).
-        let len = (self.data_end.saturating_sub(off as u64) as usize).min(bytes);
-        let r = self
+        let len = (self.data_end.saturating_sub(off as u64) as usize).min(data.len());
+        match self
             .store
-            .write_at(&dst[..len], self.store_offset + off as u64);
-        drop(buf);
-        match r {
+            .write_at(&data[..len], self.store_offset + off as u64)
+        {
             Ok(()) => {
                 bump(&self.stats.writebacks, count as u64);
                 bump(&self.stats.bytes_written, len as u64);
                 Ok(())
             }
             Err(e) => {
-                // Not on the store: the pages are dirty again. (A page a writer dirtied in
-                // the meantime is DIRTY already.)
+                // A page a writer dirtied in the meantime is DIRTY already.
                 for p in first..first + count {
                     self.unprotect(p, false);
                 }
@@ -1312,19 +1363,21 @@ mod tests {
     use super::*;
     use crate::{MapOptions, MemStore};
 
-    const PAGE: usize = 4096;
+    fn page() -> usize {
+        sys::system_page_size()
+    }
 
     /// A shared mapping of `pages` zero pages over a memory store, every page resident,
     /// with a write to each page of `dirty` (so those are DIRTY, the others CLEAN).
     fn mapping_with_dirty(pages: usize, dirty: &[usize]) -> (crate::Mapping, Arc<MemStore>) {
-        let store = Arc::new(MemStore::new(vec![0u8; pages * PAGE]));
+        let store = Arc::new(MemStore::new(vec![0u8; pages * page()]));
         let mut map = MapOptions::from_arc(Arc::clone(&store) as Arc<dyn Store>)
             .shared()
             .map()
             .expect("userfaultfd mapping");
         map.prefetch(0..map.len());
         for &p in dirty {
-            map[p * PAGE + 8] = p as u8 + 1;
+            map[p * page() + 8] = p as u8 + 1;
         }
         for p in 0..pages {
             let want = if dirty.contains(&p) { DIRTY } else { CLEAN };
@@ -1333,14 +1386,22 @@ mod tests {
         (map, store)
     }
 
+    /// Writes to `page` of `map` and says whether that was a write-protect fault (the
+    /// page was protected).
+    fn write_faults(map: &mut crate::Mapping, page_index: usize) -> bool {
+        let before = map.stats().wp_faults;
+        map[page_index * page() + 16] ^= 1;
+        map.stats().wp_faults > before
+    }
+
     #[test]
     fn a_span_holds_the_clean_pages_between_dirty_ones_and_stops_at_a_busy_page() {
-        let (map, store) = mapping_with_dirty(8, &[0, 2, 5]);
-        let pager = &map.pager;
+        let (mut map, store) = mapping_with_dirty(8, &[0, 2, 5]);
+        let pager = Arc::clone(&map.pager);
         // A writer between its compare-and-swap and its unprotect: not ours to protect.
         pager.state[3].store(UNPROTECTING, Ordering::Relaxed);
-        let _g = lock(&pager.wb_lock);
-        let end = pager.hold_span(0, 8);
+        let g = lock(&pager.wb_lock);
+        let end = pager.hold_span(0, 8, true);
         assert_eq!(
             end, 3,
             "the span ends after the last dirty page before the busy one"
@@ -1353,26 +1414,34 @@ mod tests {
             [WRITEBACK, PROTECTING, WRITEBACK, UNPROTECTING, CLEAN]
         );
         pager.writeback_span(0, end, false).unwrap();
+        drop(g);
         let states: Vec<u8> = (0..6)
             .map(|p| pager.state[p].load(Ordering::Relaxed))
             .collect();
         assert_eq!(states, [CLEAN, CLEAN, CLEAN, UNPROTECTING, CLEAN, DIRTY]);
         let bytes = store.contents();
-        assert_eq!(
-            (bytes[8], bytes[2 * PAGE + 8], bytes[5 * PAGE + 8]),
-            (1, 3, 0)
-        );
+        let at = |p: usize| bytes[p * page() + 8];
+        assert_eq!((at(0), at(2), at(5)), (1, 3, 0));
         pager.state[3].store(CLEAN, Ordering::Relaxed);
+        // The written pages are protected again: the next write to one faults.
+        assert!(write_faults(&mut map, 0), "page 0 protected by the span");
+        assert!(write_faults(&mut map, 2), "page 2 protected by the span");
+        assert!(
+            !write_faults(&mut map, 5),
+            "page 5 was not in the span: still writable"
+        );
+        assert_eq!(pager.state[0].load(Ordering::Relaxed), DIRTY);
     }
 
     #[test]
-    fn a_span_bridges_up_to_wb_span_gap_clean_pages_and_releases_those_after_its_end() {
+    fn a_span_bridges_up_to_its_gap_of_clean_pages_and_releases_those_after_its_end() {
+        let gap = WB_SPAN_GAP_BYTES / page();
         // Dirty pages 0 and `far`: `far - 1` clean pages between them.
-        for (far, bridged) in [(WB_SPAN_GAP + 1, true), (WB_SPAN_GAP + 2, false)] {
+        for (far, bridged) in [(gap + 1, true), (gap + 2, false)] {
             let (map, store) = mapping_with_dirty(far + 4, &[0, far]);
             let pager = &map.pager;
             let _g = lock(&pager.wb_lock);
-            let end = pager.hold_span(0, far + 4);
+            let end = pager.hold_span(0, far + 4, true);
             assert_eq!(end, if bridged { far + 1 } else { 1 }, "far {far}");
             let held = |p: usize| pager.state[p].load(Ordering::Relaxed);
             if bridged {
@@ -1386,12 +1455,33 @@ mod tests {
             assert!((far + 1..far + 4).all(|p| held(p) == CLEAN), "far {far}");
             pager.writeback_span(0, end, false).unwrap();
             assert!((0..end).all(|p| held(p) == CLEAN), "far {far}");
-            let on_store = store.contents()[far * PAGE + 8];
+            let on_store = store.contents()[far * page() + 8];
             assert_eq!(
                 on_store,
                 if bridged { far as u8 + 1 } else { 0 },
                 "far {far}"
             );
         }
+    }
+
+    #[test]
+    fn without_bridging_or_past_a_buffer_of_dirty_pages_a_span_ends() {
+        let (map, _store) = mapping_with_dirty(8, &[0, 1, 3]);
+        let pager = &map.pager;
+        let _g = lock(&pager.wb_lock);
+        // A run at a time (after a failed protection): only the consecutive dirty pages.
+        assert_eq!(pager.hold_span(0, 8, false), 2);
+        assert_eq!(pager.state[2].load(Ordering::Relaxed), CLEAN);
+        pager.writeback_span(0, 2, false).unwrap();
+        drop(_g);
+        // Every dirty page of a span must fit one buffer.
+        let pages = pager.run_pages + 2;
+        let all: Vec<usize> = (0..pages).collect();
+        let (map, _store) = mapping_with_dirty(pages, &all);
+        let pager = &map.pager;
+        let _g = lock(&pager.wb_lock);
+        assert_eq!(pager.hold_span(0, pages, true), pager.run_pages);
+        assert_eq!(pager.state[pager.run_pages].load(Ordering::Relaxed), DIRTY);
+        pager.writeback_span(0, pager.run_pages, false).unwrap();
     }
 }

@@ -212,7 +212,8 @@ fn writers_race_with_flush_eviction_and_evict_all() {
 /// flushes run back to back must lose no write and leave every increment on disk after
 /// the last flush. A page protected while dirty (protected although a writer had just
 /// made it writable) would make its next writer fault forever once no flush comes to
-/// clean it: after the flushes stop, every counter is written once more.
+/// clean it: the flushes stop halfway through the writes, and after the last one every
+/// counter is written once more.
 #[test]
 fn scattered_writers_race_with_flushes_that_protect_many_pages_at_once() {
     with_timeout(240, || {
@@ -227,50 +228,51 @@ fn scattered_writers_race_with_flushes_that_protect_many_pages_at_once() {
                 .unwrap();
             map.prefetch(0..map.len());
             let (threads, rounds) = (4usize, 20_000usize);
-            // The flushes stop halfway through the writes.
+            let half = threads * rounds / 2;
             let written = std::sync::atomic::AtomicUsize::new(0);
-            let flushes = std::thread::scope(|s| {
-                let (map, written) = (&map, &written);
-                let flusher = s.spawn(move || {
-                    let mut n = 0u64;
-                    while written.load(Ordering::Relaxed) < threads * rounds / 2 {
+            let flushes = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                let (map, written, flushes) = (&map, &written, &flushes);
+                // At least two flushes while the writers run; none after halfway.
+                s.spawn(move || {
+                    while flushes.load(Ordering::Relaxed) < 2
+                        || written.load(Ordering::Relaxed) < half
+                    {
                         map.flush().unwrap();
-                        n += 1;
+                        flushes.fetch_add(1, Ordering::Relaxed);
                     }
-                    n
                 });
-                let workers: Vec<_> = (0..threads)
-                    .map(|t| {
-                        s.spawn(move || {
-                            let mut x = 0x9E37_79B9u64 + t as u64;
-                            for _ in 0..rounds {
-                                x ^= x << 13;
-                                x ^= x >> 7;
-                                x ^= x << 17;
-                                // Page-sparse: about one page in three is written per flush.
-                                let page = (x % pages as u64) as usize;
-                                counter(map, page * 512 + t).fetch_add(1, Ordering::Relaxed);
-                                written.fetch_add(1, Ordering::Relaxed);
+                for t in 0..threads {
+                    s.spawn(move || {
+                        let mut x = 0x9E37_79B9u64 + t as u64;
+                        for r in 0..rounds {
+                            if r == rounds / 2 {
+                                while flushes.load(Ordering::Relaxed) < 2 {
+                                    std::thread::yield_now();
+                                }
                             }
-                        })
-                    })
-                    .collect();
-                for w in workers {
-                    w.join().unwrap();
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            let page = (x % pages as u64) as usize;
+                            counter(map, page * 512 + t).fetch_add(1, Ordering::Relaxed);
+                            written.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
                 }
-                flusher.join().unwrap()
             });
-            assert!(
-                flushes > 1,
-                "{delivery:?}: the flushes ran alongside the writers"
-            );
+            for p in 0..pages {
+                for t in 0..threads {
+                    counter(&map, p * 512 + t).fetch_add(1, Ordering::Relaxed);
+                }
+            }
             let total: u64 = (0..pages)
                 .flat_map(|p| (0..threads).map(move |t| p * 512 + t))
                 .map(|c| counter(&map, c).load(Ordering::Relaxed))
                 .sum();
             assert_eq!(
                 total,
-                (threads * rounds) as u64,
+                (threads * (rounds + pages)) as u64,
                 "{delivery:?}: increments lost"
             );
             map.flush().unwrap();
