@@ -55,3 +55,42 @@ fn write_and_read_system_calls_with_buffers_in_the_mapping() {
         assert_eq!(sink.write(&map[8192..16384]).unwrap(), 8192);
     });
 }
+
+/// The program maps something else over a clean page between two dirty ones
+/// (`mmap(MAP_FIXED)`): the write protection of a span across it fails (that part of the
+/// range is no longer registered), and the flush falls back to a run at a time, so the
+/// dirty pages on either side still reach the file.
+#[test]
+fn a_flush_writes_the_pages_around_a_page_the_program_mapped_over() {
+    with_timeout(60, || {
+        let page = 4096;
+        let src = file_with(&vec![0u8; 8 * page]);
+        let mut map = MapOptions::new(src.reopen().unwrap())
+            .shared()
+            .map()
+            .unwrap();
+        map.prefetch(0..map.len());
+        map[8] = 1;
+        map[2 * page + 8] = 3;
+        // SAFETY: replaces page 1 of our own mapping, which holds no data of ours, with
+        // fresh anonymous memory; nothing else refers to that page.
+        let p = unsafe {
+            libc::mmap(
+                map.as_ptr().add(page).cast(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        map.flush().expect("flush around the foreign page");
+        let disk = std::fs::read(src.path()).unwrap();
+        assert_eq!((disk[8], disk[2 * page + 8]), (1, 3));
+        // The written pages are clean and protected again: writing one dirties it anew.
+        map[2 * page + 9] = 4;
+        map.flush().unwrap();
+        assert_eq!(std::fs::read(src.path()).unwrap()[2 * page + 9], 4);
+    });
+}
