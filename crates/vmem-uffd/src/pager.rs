@@ -62,6 +62,8 @@ pub(crate) const PROTECTING: u8 = 8;
 
 /// The most bytes one write protection of a write-back covers ([`Pager::hold_span`]).
 const WB_SPAN_BYTES: usize = 2 << 20;
+/// The most pages in a span (pages are at least 4 KiB).
+const WB_SPAN_MAX_PAGES: usize = WB_SPAN_BYTES / 4096;
 /// The most bytes of clean pages in a row a write-back span holds between dirty ones.
 const WB_SPAN_GAP_BYTES: usize = 512 << 10;
 
@@ -90,8 +92,6 @@ const F_QUEUED: u8 = 2;
 const F_SHADOW: u8 = 4;
 /// The page was fenced with an empty memfd (no `UFFDIO_POISON`): it stays BAD.
 const F_FENCED: u8 = 8;
-/// Write-back copied the page and has yet to write the copy to the store.
-const F_WRITING: u8 = 16;
 
 /// Everything [`Pager::new`] needs.
 pub(crate) struct Config {
@@ -997,11 +997,11 @@ impl Pager {
     /// the TLB, and one call per run of dirty pages was a third of a scattered flush's own
     /// time. `start_io` (a flush, which syncs next): after each span, the store's file
     /// starts writing it, so that the device works while later spans are copied
-    /// ([`sys::start_writeback`]), as Linux's background write-back would. Measured with
-    /// `examples/bench.rs 1024` (20,000 scattered 8-byte writes to a 1 GiB file, 19,300
-    /// dirty pages): the writes before `fsync` took 111-136 ms with a protection per run,
-    /// 73-75 ms with spans; the whole flush 306-314 ms before, 187-218 ms with spans and
-    /// the writes started early.
+    /// ([`sys::start_writeback`]), as Linux's background write-back would. Measured over
+    /// 20,000 scattered 8-byte writes to a 1 GiB file (19,300 dirty pages): the flush
+    /// phase of `examples/bench.rs 1024` took 306-314 ms with a protection per run and
+    /// 187-248 ms with spans; six flushes each way, alternating in one harness, took
+    /// 488-632 ms and 354-427 ms.
     fn writeback(&self, pages: Range<usize>, start_io: bool) -> io::Result<()> {
         let mut p = pages.start;
         let mut result = Ok(());
@@ -1044,6 +1044,7 @@ impl Pager {
     /// writer would fault forever.
     fn hold_span(&self, first: usize, limit: usize, bridge: bool) -> usize {
         let limit = limit.min(first + (WB_SPAN_BYTES / self.page_size).max(1));
+        debug_assert!(limit - first <= WB_SPAN_MAX_PAGES);
         let gap = if bridge {
             WB_SPAN_GAP_BYTES / self.page_size
         } else {
@@ -1102,56 +1103,49 @@ impl Pager {
             return Err(SpanError::Protect(io::Error::from_raw_os_error(e)));
         }
         // The WRITEBACK pages are this thread's (only write-back sets that state, under
-        // `wb_lock`), resident and protected: copying them neither faults nor races.
-        if let Some(shadow) = &self.shadow {
-            for p in first..end {
-                if self.state[p].load(Ordering::Relaxed) == WRITEBACK {
-                    let (off, len) = (p * self.page_size, self.run_bytes(p, 1));
-                    // SAFETY: both ranges are `len` bytes inside regions of the mapping's
-                    // size; the source page is held (WRITEBACK), resident and protected.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            self.addr(p) as *const u8,
-                            shadow.ptr().add(off),
-                            len,
-                        )
-                    };
-                    self.flags[p].fetch_or(F_SHADOW, Ordering::Relaxed);
-                    self.state[p].store(CLEAN, Ordering::Release);
-                }
-            }
-            return Ok(());
-        }
-        // Copy every dirty page (at most a buffer's worth: `hold_span`), marking them
-        // F_WRITING so that the writes below find them after they are released.
-        let mut buf = self.buffers.get();
-        let dst = buf.slice(self.run_pages * self.page_size);
+        // `wb_lock`), resident and protected: copying them neither faults nor races. Each
+        // is copied (into the shadow, or packed into a buffer: at most a buffer's worth,
+        // `hold_span`) and released; `copied` remembers which, for the store writes after.
+        let buf = self.shadow.is_none().then(|| self.buffers.get());
+        let mut copied = [0u64; WB_SPAN_MAX_PAGES / 64];
         let mut at = 0;
         for p in first..end {
-            if self.state[p].load(Ordering::Relaxed) == WRITEBACK {
-                let len = self.run_bytes(p, 1);
-                // SAFETY: the page is held (WRITEBACK), resident and protected.
-                let page = unsafe { std::slice::from_raw_parts(self.addr(p) as *const u8, len) };
-                dst[at..at + len].copy_from_slice(page);
-                at += len;
-                self.flags[p].fetch_or(F_WRITING, Ordering::Relaxed);
-                self.state[p].store(CLEAN, Ordering::Release);
+            if self.state[p].load(Ordering::Relaxed) != WRITEBACK {
+                continue;
             }
+            let len = self.run_bytes(p, 1);
+            let dst = match (&self.shadow, &buf) {
+                // SAFETY: the shadow has the mapping's size, so page `p` lies inside it.
+                (Some(shadow), _) => unsafe { shadow.ptr().add(p * self.page_size) },
+                // SAFETY: the span's dirty pages fit the buffer (`hold_span`).
+                (None, Some(b)) => unsafe { b.ptr().add(at) },
+                (None, None) => unreachable!("a buffer is taken without a shadow"),
+            };
+            // SAFETY: `len` bytes from a page held (WRITEBACK), resident and protected, to
+            // a destination only this thread writes (the shadow page of a held page, or
+            // this thread's buffer).
+            unsafe { std::ptr::copy_nonoverlapping(self.addr(p) as *const u8, dst, len) };
+            at += len;
+            if self.shadow.is_some() {
+                self.flags[p].fetch_or(F_SHADOW, Ordering::Relaxed);
+            }
+            copied[(p - first) / 64] |= 1 << ((p - first) % 64);
+            self.state[p].store(CLEAN, Ordering::Release);
         }
+        let Some(mut buf) = buf else {
+            return Ok(()); // private: the shadow is the only copy to make
+        };
+        let is_copied = |p: usize| copied[(p - first) / 64] & (1 << ((p - first) % 64)) != 0;
         let mut result = Ok(());
         let (mut p, mut at) = (first, 0);
         while p < end {
-            let mut n = 0;
-            while p + n < end && self.flags[p + n].load(Ordering::Relaxed) & F_WRITING != 0 {
-                self.flags[p + n].fetch_and(!F_WRITING, Ordering::Relaxed);
-                n += 1;
-            }
+            let n = (p..end).take_while(|&q| is_copied(q)).count();
             if n == 0 {
                 p += 1;
                 continue;
             }
             let len = self.run_bytes(p, n);
-            if let Err(e) = self.write_copy(p, n, &dst[at..at + len]) {
+            if let Err(e) = self.write_copy(p, n, &buf.slice(at + len)[at..]) {
                 result = Err(SpanError::Store(e));
             }
             at += len;
