@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 
-use common::{file_with, pattern, with_timeout, DELIVERIES};
+use common::{file_with, pattern, with_timeout, Rng, DELIVERIES};
 use vmem_uffd::{MapOptions, Mapping};
 
 /// The mapping's `index`-th u64 as an atomic.
@@ -15,6 +15,11 @@ fn counter(map: &Mapping, index: usize) -> &AtomicU64 {
     // SAFETY: the mapping is page-aligned, so every 8-byte slot is aligned; it lives as
     // long as `map`; all concurrent accesses in these tests go through atomics.
     unsafe { AtomicU64::from_ptr(map.as_ptr().cast::<u64>().add(index)) }
+}
+
+/// The `index`-th u64 of the file's bytes `disk` (a counter as it reached the file).
+fn on_disk(disk: &[u8], index: usize) -> u64 {
+    u64::from_ne_bytes(disk[index * 8..index * 8 + 8].try_into().unwrap())
 }
 
 fn hammer(map: &Mapping, threads: usize, rounds: usize, counters: &[usize], flush_while: bool) {
@@ -75,7 +80,7 @@ fn eight_threads_increment_shared_counters_without_losing_one() {
                 map.flush().unwrap();
                 let disk = std::fs::read(file.path()).unwrap();
                 for &c in &counters {
-                    let v = u64::from_ne_bytes(disk[c * 8..c * 8 + 8].try_into().unwrap());
+                    let v = on_disk(&disk, c);
                     assert_eq!(v, (threads * rounds) as u64, "{what}: counter {c} on disk");
                 }
                 let s = map.stats();
@@ -160,13 +165,10 @@ fn writers_race_with_flush_eviction_and_evict_all() {
                     let workers: Vec<_> = (0..threads)
                         .map(|t| {
                             s.spawn(move || {
-                                let mut x = 0x1234_5678u64 + t as u64;
+                                let mut rng = Rng(0x1234_5678 + t as u64);
                                 for _ in 0..rounds {
-                                    x ^= x << 13;
-                                    x ^= x >> 7;
-                                    x ^= x << 17;
                                     // Counter k lives at word 8*k of page k % pages... spread.
-                                    let k = (x % (pages as u64 * 4)) as usize;
+                                    let k = rng.below(pages * 4);
                                     counter(map, (k % pages) * 512 + k / pages)
                                         .fetch_add(1, Ordering::Relaxed);
                                 }
@@ -191,16 +193,13 @@ fn writers_race_with_flush_eviction_and_evict_all() {
                 );
                 map.flush().unwrap();
                 let disk = std::fs::read(file.path()).unwrap();
-                let on_disk: u64 = (0..pages * 4)
-                    .map(|k| {
-                        let c = ((k % pages) * 512 + k / pages) * 8;
-                        u64::from_ne_bytes(disk[c..c + 8].try_into().unwrap())
-                    })
+                let disk_total: u64 = (0..pages * 4)
+                    .map(|k| on_disk(&disk, (k % pages) * 512 + k / pages))
                     .sum();
                 if shared {
-                    assert_eq!(on_disk, total, "{what}: on disk");
+                    assert_eq!(disk_total, total, "{what}: on disk");
                 } else {
-                    assert_eq!(on_disk, 0, "{what}: private reached the file");
+                    assert_eq!(disk_total, 0, "{what}: private reached the file");
                 }
             }
         }
@@ -244,31 +243,29 @@ fn scattered_writers_race_with_flushes_that_protect_many_pages_at_once() {
                 });
                 for t in 0..threads {
                     s.spawn(move || {
-                        let mut x = 0x9E37_79B9u64 + t as u64;
+                        let mut rng = Rng(0x9E37_79B9 + t as u64);
                         for r in 0..rounds {
                             if r == rounds / 2 {
                                 while flushes.load(Ordering::Relaxed) < 2 {
                                     std::thread::yield_now();
                                 }
                             }
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            let page = (x % pages as u64) as usize;
+                            let page = rng.below(pages);
                             counter(map, page * 512 + t).fetch_add(1, Ordering::Relaxed);
                             written.fetch_add(1, Ordering::Relaxed);
                         }
                     });
                 }
             });
-            for p in 0..pages {
-                for t in 0..threads {
-                    counter(&map, p * 512 + t).fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            let total: u64 = (0..pages)
+            let counters: Vec<usize> = (0..pages)
                 .flat_map(|p| (0..threads).map(move |t| p * 512 + t))
-                .map(|c| counter(&map, c).load(Ordering::Relaxed))
+                .collect();
+            for &c in &counters {
+                counter(&map, c).fetch_add(1, Ordering::Relaxed);
+            }
+            let total: u64 = counters
+                .iter()
+                .map(|&c| counter(&map, c).load(Ordering::Relaxed))
                 .sum();
             assert_eq!(
                 total,
@@ -277,11 +274,11 @@ fn scattered_writers_race_with_flushes_that_protect_many_pages_at_once() {
             );
             map.flush().unwrap();
             let disk = std::fs::read(file.path()).unwrap();
-            let on_disk: u64 = (0..pages)
-                .flat_map(|p| (0..threads).map(move |t| (p * 512 + t) * 8))
-                .map(|c| u64::from_ne_bytes(disk[c..c + 8].try_into().unwrap()))
-                .sum();
-            assert_eq!(on_disk, total, "{delivery:?}: on disk after the last flush");
+            let disk_total: u64 = counters.iter().map(|&c| on_disk(&disk, c)).sum();
+            assert_eq!(
+                disk_total, total,
+                "{delivery:?}: on disk after the last flush"
+            );
         }
     });
 }
