@@ -241,12 +241,25 @@ fn device_bytes_written(file: &std::fs::File) -> u64 {
 }
 
 /// 8-byte writes at `n` scattered, 8-aligned offsets of `s`.
+/// Scattered writes made durable: the whole time, the writes' share of it, and the bytes
+/// the block device wrote.
+struct Durable {
+    total: Duration,
+    writes: Duration,
+    device_bytes: u64,
+}
+
+/// One step of a xorshift generator: the same offsets on every side of a comparison.
+fn xorshift(x: &mut u64) {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+}
+
 fn scattered_writes(s: &mut [u8], n: usize, seed: u64) {
     let mut x = seed | 1;
     for i in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let off = (x as usize % (s.len() / 8)) * 8;
         s[off..off + 8].copy_from_slice(&(i as u64).to_le_bytes());
     }
@@ -306,9 +319,7 @@ fn random_reads(s: &[u8], n: usize, seed: u64) -> u64 {
     let mut sum = 0u64;
     let words = s.len() / 8;
     for _ in 0..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift(&mut x);
         let i = (x % words as u64) as usize * 8;
         sum = sum.wrapping_add(u64::from_ne_bytes(s[i..i + 8].try_into().unwrap()));
     }
@@ -410,9 +421,7 @@ fn on_pread(
                         let mut sum = 0u64;
                         let mut b = [0u8; 8];
                         for _ in 0..reads / threads {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
+                            xorshift(&mut x);
                             file.read_exact_at(&mut b, (x % (len as u64 / 8)) * 8)
                                 .unwrap();
                             sum = sum.wrapping_add(u64::from_ne_bytes(b));
@@ -462,9 +471,7 @@ fn block_reads(file: &std::fs::File, len: usize, block: usize, threads: usize, r
                 let mut x = 7 + t as u64;
                 let mut b = vec![0u8; block];
                 for _ in 0..reads / threads {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    xorshift(&mut x);
                     let at = (x % (len as u64 / 8)) * 8 / block as u64 * block as u64;
                     file.read_exact_at(&mut b, at).unwrap();
                 }
@@ -767,13 +774,17 @@ fn main() {
         // SAFETY: our own writable shared mapping of `len` bytes, used by this thread only.
         let sl = unsafe { std::slice::from_raw_parts_mut(km.ptr, km.len) };
         scattered_writes(sl, writes, 11);
-        let wrote = t.elapsed();
+        let writing = t.elapsed();
         // SAFETY: msync of our own mapping.
         let r = unsafe { libc::msync(km.ptr.cast(), km.len, libc::MS_SYNC) };
         assert_eq!(r, 0, "msync");
-        (t.elapsed(), device_bytes_written(&file) - before, wrote)
+        Durable {
+            total: t.elapsed(),
+            writes: writing,
+            device_bytes: device_bytes_written(&file) - before,
+        }
     };
-    let uffd_w = {
+    let (uffd_w, pager_bytes) = {
         let mut m = MapOptions::new(file.try_clone().unwrap())
             .shared()
             .map()
@@ -782,31 +793,30 @@ fn main() {
         let before = device_bytes_written(&file);
         let t = Instant::now();
         scattered_writes(&mut m, writes, 11);
-        let wrote = t.elapsed();
+        let writing = t.elapsed();
         m.flush().expect("flush");
-        let pager_bytes = m.stats().bytes_written;
-        (
-            t.elapsed(),
-            device_bytes_written(&file) - before,
-            pager_bytes,
-            wrote,
-        )
+        let done = Durable {
+            total: t.elapsed(),
+            writes: writing,
+            device_bytes: device_bytes_written(&file) - before,
+        };
+        (done, m.stats().bytes_written)
     };
     println!(
         "\n{writes} random 8-byte writes + durable flush: kernel mmap+msync {:.1} ms, {:.1} MB to storage; vmem-uffd flush {:.1} ms ({:.2}x), pager wrote {:.1} MB, {:.1} MB to storage",
-        kernel_w.0.as_secs_f64() * 1e3,
-        kernel_w.1 as f64 / 1e6,
-        uffd_w.0.as_secs_f64() * 1e3,
-        uffd_w.0.as_secs_f64() / kernel_w.0.as_secs_f64(),
-        uffd_w.2 as f64 / 1e6,
-        uffd_w.1 as f64 / 1e6
+        kernel_w.total.as_secs_f64() * 1e3,
+        kernel_w.device_bytes as f64 / 1e6,
+        uffd_w.total.as_secs_f64() * 1e3,
+        uffd_w.total.as_secs_f64() / kernel_w.total.as_secs_f64(),
+        pager_bytes as f64 / 1e6,
+        uffd_w.device_bytes as f64 / 1e6
     );
     println!(
         "  of which the writes: kernel {:.1} ms, vmem-uffd {:.1} ms; the flush: kernel {:.1} ms, vmem-uffd {:.1} ms",
-        kernel_w.2.as_secs_f64() * 1e3,
-        uffd_w.3.as_secs_f64() * 1e3,
-        (kernel_w.0 - kernel_w.2).as_secs_f64() * 1e3,
-        (uffd_w.0 - uffd_w.3).as_secs_f64() * 1e3,
+        kernel_w.writes.as_secs_f64() * 1e3,
+        uffd_w.writes.as_secs_f64() * 1e3,
+        (kernel_w.total - kernel_w.writes).as_secs_f64() * 1e3,
+        (uffd_w.total - uffd_w.writes).as_secs_f64() * 1e3,
     );
     println!(
         "  (storage bytes: sectors the block device wrote during the flush, journal included:\n   msync writes back whole dirtied folios, the pager's pwrites only the blocks they dirtied;\n   the file was written just before, so its page cache holds the large folios write() made)\n"
