@@ -440,7 +440,8 @@ impl Kernel {
     }
 
     /// Linux `do_fault_around` / `filemap_map_pages`: map the already-cached pages of the
-    /// aligned 64 KiB window around `va` that have no PTE yet, read-only, without I/O;
+    /// aligned window around `va` ([`Kernel::fault_around_window`]) that have no PTE yet,
+    /// read-only, without I/O;
     /// the faulting page too when `with_fault_page` (else the fault mapped it already; it
     /// is only ever true with nobody watching). `slot` is where the PTE of `va`
     /// (page-aligned) lives; the window's entries are its neighbours in the same leaf
@@ -465,19 +466,15 @@ impl Kernel {
         let geom = self.cfg.geometry;
         let base_slot = PhysAddr(slot.0 - ((va.0 - start.0) >> PAGE_SHIFT) * geom.entry_size());
         // One page-cache range scan; pages carrying the read-ahead mark are left for a
-        // fault of their own, which starts the next window.
+        // fault of their own, which starts the next window. The faulting page, when the
+        // fault mapped it, is left too: its entry is no longer empty. Pages at or past the
+        // end of the file stay unmapped.
+        let first_pg = vma.pgoff_of(start).0;
         let size_pages = self.size_pages(id);
-        // `skip_pg`: the page the pass leaves alone, the faulting one unless it maps it
-        // too.
-        let (first_pg, last_pg, skip_pg) = (
-            vma.pgoff_of(start).0,
-            vma.pgoff_of(VirtAddr(end.0 - 1)).0,
-            if with_fault_page {
-                u64::MAX
-            } else {
-                vma.pgoff_of(va).0
-            },
-        );
+        if size_pages <= first_pg {
+            return;
+        }
+        let last_pg = vma.pgoff_of(VirtAddr(end.0 - 1)).0.min(size_pages - 1);
         let flags = pte_flags(vma, false);
         let mut mapped = 0;
         let mut first = None;
@@ -491,44 +488,27 @@ impl Kernel {
             // entries and the frames' metadata, borrowed once for the window.
             let (slots, frames) =
                 phys.bytes_and_meta_mut(base_slot, ((last_pg - first_pg + 1) * 8) as usize);
-            // Pages at or past the end of the file stay unmapped.
-            let hi = last_pg.min(size_pages.saturating_sub(1));
-            if size_pages > first_pg {
-                let mut map_one = |pg: u64, pfn: Pfn| {
-                    let m = &mut frames[pfn.index()];
-                    if pg == skip_pg || m.flags.has(FrameFlags::READAHEAD) {
-                        return true;
-                    }
-                    let i = (pg - first_pg) as usize * 8;
-                    let Some(entry) = slots.get_mut(i..i + 8) else {
-                        return false;
-                    };
-                    // A not-present entry is never in the TLB, so writing it needs no flush.
-                    if *entry != [0u8; 8] {
-                        return true;
-                    }
-                    // get_page.
-                    if !m.flags.has(FrameFlags::ZERO) {
-                        m.refcount += 1;
-                    }
-                    entry.copy_from_slice(&Pte::new(pfn, flags).0.to_le_bytes());
-                    mapped += 1;
-                    true
-                };
-                match pages.slots_within(first_pg, hi) {
-                    // The window in one chunk of the index: a plain loop over its slots.
-                    Some(slots) => {
-                        for (i, slot) in slots.iter().enumerate() {
-                            if let Some(pfn) = *slot {
-                                if !map_one(first_pg + i as u64, pfn) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    None => pages.for_each_in(first_pg, hi, map_one),
+            pages.for_each_in(first_pg, last_pg, |pg, pfn| {
+                let m = &mut frames[pfn.index()];
+                if m.flags.has(FrameFlags::READAHEAD) {
+                    return true;
                 }
-            }
+                let i = (pg - first_pg) as usize * 8;
+                let Some(entry) = slots.get_mut(i..i + 8) else {
+                    return false;
+                };
+                // A not-present entry is never in the TLB, so writing it needs no flush.
+                if *entry != [0u8; 8] {
+                    return true;
+                }
+                // get_page.
+                if !m.flags.has(FrameFlags::ZERO) {
+                    m.refcount += 1;
+                }
+                entry.copy_from_slice(&Pte::new(pfn, flags).0.to_le_bytes());
+                mapped += 1;
+                true
+            });
         } else {
             Self::fault_around_decoded(
                 phys,
@@ -538,10 +518,8 @@ impl Kernel {
                 pid,
                 start,
                 base_slot,
-                size_pages,
                 first_pg,
                 last_pg,
-                skip_pg,
                 flags,
                 &mut first,
                 &mut mapped,
@@ -582,19 +560,14 @@ impl Kernel {
         pid: Pid,
         start: VirtAddr,
         base_slot: PhysAddr,
-        size_pages: u64,
         first_pg: u64,
         last_pg: u64,
-        skip_pg: u64,
         flags: u64,
         first: &mut Option<VirtAddr>,
         mapped: &mut u64,
     ) {
         pages.for_each_in(first_pg, last_pg, |pg, pfn| {
-            if pg >= size_pages {
-                return false;
-            }
-            if pg == skip_pg || phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
+            if phys.meta(pfn).flags.has(FrameFlags::READAHEAD) {
                 return true;
             }
             // A not-present entry is never in the TLB, so writing it needs no flush.
