@@ -248,7 +248,7 @@ fn store_bytes(v: u64) -> [u8; BLOCK_MAX_SIZE as usize] {
 
 /// The value a load of `b` gives: its first (up to) 8 bytes, little-endian.
 #[inline(always)]
-fn value_of(b: &[u8]) -> u64 {
+pub(crate) fn value_of(b: &[u8]) -> u64 {
     let mut v = [0u8; 8];
     let n = b.len().min(8);
     v[..n].copy_from_slice(&b[..n]);

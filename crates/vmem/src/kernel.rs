@@ -8,6 +8,7 @@
 //! the page cache in `cache/`.
 
 use crate::addr::{Pfn, PhysAddr, VirtAddr, Vpn, PAGE_SIZE};
+use crate::batch::value_of;
 use crate::config::MachineConfig;
 use crate::errno::{Errno, SysResult};
 use crate::events::{Event, Events, Observer};
@@ -172,14 +173,6 @@ impl Unfinished {
             ),
         }
     }
-}
-
-/// `N <= 8` bytes as a little-endian value (the zero-extended load).
-#[inline(always)]
-fn value_of<const N: usize>(b: [u8; N]) -> u64 {
-    let mut v = [0u8; 8];
-    v[..N].copy_from_slice(&b);
-    u64::from_le_bytes(v)
 }
 
 /// The first `N <= 8` bytes of a little-endian value ([`value_of`] undone).
@@ -471,7 +464,7 @@ impl Kernel {
     /// A process's counters.
     pub fn process_stats(&self, pid: Pid) -> SysResult<Counters> {
         let mut c = self.proc_ref(pid)?.stats;
-        if u64::from(pid.0) == self.hot_pid {
+        if self.is_hot(pid) {
             self.hot.add_to(&mut c);
         }
         Ok(c)
@@ -501,12 +494,19 @@ impl Kernel {
         }
     }
 
+    /// Whether `pid` is the hot process of the short path (`hot_pid` is wider than a pid,
+    /// so that `NO_PID` is no pid).
+    #[inline(always)]
+    fn is_hot(&self, pid: Pid) -> bool {
+        u64::from(pid.0) == self.hot_pid
+    }
+
     /// Makes `pid` the hot process of the short path if it can be; whether it is.
     #[inline(always)]
     pub(crate) fn hot_or_make(&mut self, pid: Pid) -> bool {
-        if u64::from(pid.0) != self.hot_pid {
+        if !self.is_hot(pid) {
             self.make_hot(pid);
-            return u64::from(pid.0) == self.hot_pid;
+            return self.is_hot(pid);
         }
         true
     }
@@ -715,7 +715,7 @@ impl Kernel {
     ) -> Result<Result<PhysAddr, mmu::HwFault>, Signal> {
         if NATIVE
             && self.fast_walk
-            && u64::from(pid.0) == self.hot_pid
+            && self.is_hot(pid)
             && self.tlb.lookup(self.hot_asid, va.vpn()).is_none()
         {
             return Ok(self.refill_hot(va, access).map_err(|(hw, _)| hw));
@@ -816,7 +816,7 @@ impl Kernel {
             Ok(pa) => match self.phys.ram_array::<N>(pa) {
                 Some(b) => {
                     self.hot.mapped_loads += N as u64;
-                    Ok(value_of(b))
+                    Ok(value_of(&b))
                 }
                 None => Err(Unfinished::not_ram(pa)),
             },
@@ -1411,7 +1411,7 @@ impl Kernel {
         }
         let geom = self.cfg.geometry;
         self.seg_release_all(pid);
-        if u64::from(pid.0) == self.hot_pid {
+        if self.is_hot(pid) {
             self.fold_hot();
         }
         let p = self.procs[pid.0 as usize].take().expect("checked above");
@@ -1517,10 +1517,10 @@ mod tests {
 
     #[test]
     fn loaded_values_keep_their_bytes() {
-        assert_eq!(value_of([0xab]), 0xab);
-        assert_eq!(value_of([1, 2, 3, 4]), 0x0403_0201);
-        assert_eq!(bytes_of::<2>(value_of([0xfe, 0xff])), [0xfe, 0xff]);
+        assert_eq!(value_of(&[0xab]), 0xab);
+        assert_eq!(value_of(&[1, 2, 3, 4]), 0x0403_0201);
+        assert_eq!(bytes_of::<2>(value_of(&[0xfe, 0xff])), [0xfe, 0xff]);
         let b = [1, 2, 3, 4, 5, 6, 7, 0xff];
-        assert_eq!(bytes_of::<8>(value_of(b)), b);
+        assert_eq!(bytes_of::<8>(value_of(&b)), b);
     }
 }
