@@ -30,11 +30,9 @@ fn workload(k: &mut Kernel) -> Vec<String> {
     let va = map(k, a, PROT_READ | PROT_WRITE);
     let vb = map(k, b, PROT_READ | PROT_WRITE);
     let ro = map(k, b, PROT_READ);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for i in 0..3000u64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let (p, base) = if (x >> 20) % 3 == 0 { (b, vb) } else { (a, va) };
         // Any alignment, so some accesses cross a page boundary.
         let at = base.add(x % (64 * PAGE_SIZE - 8));
@@ -113,11 +111,9 @@ fn table_bits_workload(k: &mut Kernel) -> Vec<String> {
     // Half of it in huge pages (those 2 MiB-aligned), the rest in 4 KiB pages.
     k.madvise(a, va, len / 2, MADV_HUGEPAGE).unwrap();
     let b = k.fork(a).unwrap();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     for i in 0..20_000u64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let p = if (x >> 50) % 4 == 0 { b } else { a };
         let at = va.add((x % (len / 8)) * 8);
         let r = if (x >> 40) % 3 == 0 {
