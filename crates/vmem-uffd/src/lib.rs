@@ -55,12 +55,12 @@
 //! window in 16 MiB ahead of them (then unmaps it again): the kernel reads the file for us
 //! exactly as it does for its own mappings — large folios, `read_ahead_kb` requests,
 //! asynchronous — while the program's threads only copy. Measured by `examples/bench.rs`:
-//! a cold sequential scan runs at the disk's speed like the kernel's mapping (0.86-1.12x
+//! a cold sequential scan runs at the disk's speed like the kernel's mapping (0.86-1.27x
 //! its time); cached data costs 3.2-6.5 µs per 4 KiB fault on three 2-vCPU VMs (Linux
-//! 6.x), where a bare handler doing nothing but the
-//! `UFFDIO_COPY` costs as much (the bench prints that floor): about 2.2 µs from the fault to
-//! the handler (exception, `handle_userfault`, the signal frame), 1.8 µs in the copy, 0.7 µs
-//! in `rt_sigreturn` and the retried access; this crate's code about 0.1 µs.
+//! 6.x), where a bare handler doing nothing but the `UFFDIO_COPY` costs nearly as much
+//! (the bench prints that floor; the pager is 0.15-0.7 µs above it within a run): about
+//! 2.2 µs from the fault to the handler (exception, `handle_userfault`, the signal
+//! frame), 1.8 µs in the copy, 0.7 µs in `rt_sigreturn` and the retried access.
 //!
 //! Clean pages are installed write-protected; the first write to one lifts the protection
 //! and marks it dirty. Write-back (flush, eviction, drop) protects the page again *before*
