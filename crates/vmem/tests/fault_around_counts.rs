@@ -76,7 +76,11 @@ fn a_sequential_scan_of_a_cached_file_takes_one_minor_fault_per_16_pages() {
         );
         assert_eq!(s.major_faults, 0);
         assert_eq!(s.disk_reads, 0);
-        assert_eq!(s.fault_around_pages, pages - windows, "{pages} pages");
+        assert_eq!(
+            s.fault_around_pages,
+            pages - windows,
+            "{pages} pages read {chunk} bytes at a time"
+        );
     }
 }
 
