@@ -569,8 +569,10 @@ fn replay(o: &Options) -> Result<Replayed, Failed> {
                     if signals.len() < SIGNALS_SHOWN {
                         signals.push((lines[i + j], sig));
                     }
-                    if !k.is_alive(p) {
-                        // Killed (out of memory): nothing more runs.
+                    if matches!(sig, Signal::OomKill { .. }) {
+                        // SIGKILL (out of memory) cannot be caught: the program ends here.
+                        // (The machine returns the signal and keeps the process, so the
+                        // report still has its counters.)
                         done = true;
                         break;
                     }

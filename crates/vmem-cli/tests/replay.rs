@@ -260,3 +260,24 @@ fn an_address_with_its_top_bits_set_is_not_the_page_below_it() {
     );
     assert_eq!(j["signals"], 1);
 }
+
+#[test]
+fn out_of_memory_kills_the_program_and_the_replay_stops_there() {
+    // 300 pages stored to on a machine of 256 KiB (64 frames), no swap.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("oom.lackey");
+    let text: String = (0..300)
+        .map(|i| format!(" S {:08x},8\n", 0x60_0000 + i * 4096))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    let o = vmem(&["replay", p.to_str().unwrap(), "-c", "ram_kib=256", "--json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // One SIGKILL, and nothing after it runs.
+    assert_eq!(err.matches("SIGKILL (OOM)").count(), 1, "{err}");
+    assert_eq!(j["signals"], 1);
+    assert_eq!(j["counters"]["oom_kills"], 1);
+    let stored = j["counters"]["mapped_stores"].as_u64().unwrap();
+    assert!(stored > 0 && stored < 300 * 8, "{stored} bytes stored");
+}
