@@ -68,6 +68,15 @@ fn workload(k: &mut Kernel) -> Vec<String> {
     seen
 }
 
+/// The unwatched and watched runs' records are the same: the first differing record is
+/// named (before the lengths are compared, so a missing record shows where it went).
+fn assert_same<T: PartialEq + std::fmt::Debug>(u: &[T], w: &[T], what: &str) {
+    for (i, (u, w)) in u.iter().zip(w).enumerate() {
+        assert_eq!(u, w, "{what} record {i}");
+    }
+    assert_eq!(u.len(), w.len(), "{what}: records");
+}
+
 #[test]
 fn counters_values_and_signals_match_with_and_without_an_observer() {
     let cfg = || MachineConfig::with_ram(8 << 20);
@@ -76,10 +85,7 @@ fn counters_values_and_signals_match_with_and_without_an_observer() {
     watched.set_observer(Some(Box::new(Recorder::default())));
     let u = workload(&mut unwatched);
     let w = workload(&mut watched);
-    assert_eq!(u.len(), w.len());
-    for (i, (u, w)) in u.iter().zip(&w).enumerate() {
-        assert_eq!(u, w, "record {i}");
-    }
+    assert_same(&u, &w, "");
     // The workload did take both paths and faulted.
     let s = unwatched.stats();
     assert!(
@@ -142,10 +148,7 @@ fn page_table_bits_match_with_and_without_an_observer() {
     watched.set_observer(Some(Box::new(Recorder::default())));
     let u = table_bits_workload(&mut unwatched);
     let w = table_bits_workload(&mut watched);
-    assert_eq!(u.len(), w.len());
-    for (i, (u, w)) in u.iter().zip(&w).enumerate() {
-        assert_eq!(u, w, "record {i}");
-    }
+    assert_same(&u, &w, "");
     let s = unwatched.stats();
     assert!(s.tlb_misses > 1000 && s.cow_faults > 0, "{s:?}");
     // Some of the area is mapped by huge PMDs.
@@ -317,7 +320,7 @@ fn file_machines() -> Vec<MachineConfig> {
 #[test]
 fn file_mappings_count_the_same_with_and_without_an_observer() {
     let mut first = None;
-    for cfg in file_machines() {
+    for (m, cfg) in file_machines().into_iter().enumerate() {
         for seed in [0x9e37_79b9_7f4a_7c15u64, 0x2545_f491_4f6c_dd1d, 12345] {
             let (du, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             let mut unwatched = Kernel::new(cfg.clone());
@@ -325,10 +328,8 @@ fn file_mappings_count_the_same_with_and_without_an_observer() {
             watched.set_observer(Some(Box::new(Recorder::default())));
             let u = file_workload(&mut unwatched, du.path(), seed);
             let w = file_workload(&mut watched, dw.path(), seed);
-            assert_eq!(u.len(), w.len());
-            for (i, (u, w)) in u.iter().zip(&w).enumerate() {
-                assert_eq!(u, w, "{:?} seed {seed:#x} record {i}", cfg.geometry);
-            }
+            let what = format!("machine {m} ({:?}) seed {seed:#x}", cfg.geometry);
+            assert_same(&u, &w, &what);
             first.get_or_insert(unwatched.stats());
         }
     }
