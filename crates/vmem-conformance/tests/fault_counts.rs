@@ -20,6 +20,16 @@ fn map(pages: u64, prot: i32, flags: i32, fd: u8) -> Op {
     }
 }
 
+/// `n` reads of `chunk` bytes each from fd 0, in order.
+fn reads(chunk: u64, n: u64) -> Vec<Op> {
+    (0..n)
+        .map(|_| Read {
+            fd: 0,
+            len: chunk as u32,
+        })
+        .collect()
+}
+
 fn touch_loads(pages: u64) -> Vec<Op> {
     (0..pages)
         .map(|i| Load {
@@ -82,28 +92,13 @@ fn scenarios() -> Vec<Case> {
         ]
         .concat(),
     ));
-    v.push((
-        "file_sequential_read_cached_64",
-        file(64),
-        [
-            vec![
-                open0(O_RDONLY),
-                Read {
-                    fd: 0,
-                    len: (64 * P) as u32,
-                },
-                map(64, PROT_READ, MAP_SHARED, 0),
-            ],
-            touch_loads(64),
-        ]
-        .concat(),
-    ));
     // read() meets every read-ahead mark on its way and clears it (Linux
     // `filemap_get_read_batch` ends a batch at a marked page), so the mapping's
-    // fault-around, which skips marked pages, then maps every page: 16 per fault.
+    // fault-around, which skips marked pages, then maps every page read: 16 per fault.
     // (name, file pages, bytes per read, reads)
-    for (name, pages, chunk, reads) in [
-        ("file_read_whole_then_mapped_256", 256u64, 256 * P, 1),
+    for (name, pages, chunk, n) in [
+        ("file_sequential_read_cached_64", 64u64, 64 * P, 1),
+        ("file_read_whole_then_mapped_256", 256, 256 * P, 1),
         ("file_read_in_32k_chunks_then_mapped_256", 256, 8 * P, 32),
         ("file_read_in_12k_chunks_then_mapped_256", 256, 3 * P, 86),
         ("file_first_99_of_256_in_12k_chunks", 256, 3 * P, 33),
@@ -114,12 +109,7 @@ fn scenarios() -> Vec<Case> {
             file(pages),
             [
                 vec![open0(O_RDONLY)],
-                (0..reads)
-                    .map(|_| Read {
-                        fd: 0,
-                        len: chunk as u32,
-                    })
-                    .collect(),
+                reads(chunk, n),
                 vec![map(pages, PROT_READ, MAP_SHARED, 0)],
                 touch_loads(pages),
             ]
@@ -143,12 +133,7 @@ fn scenarios() -> Vec<Case> {
                         len: (64 * P) as i64,
                     },
                 ],
-                (0..64 * P / chunk)
-                    .map(|_| Read {
-                        fd: 0,
-                        len: chunk as u32,
-                    })
-                    .collect(),
+                reads(chunk, 64 * P / chunk),
                 vec![map(64, PROT_READ, MAP_SHARED, 0)],
                 touch_loads(64),
             ]
